@@ -1,0 +1,42 @@
+# Two commands on a fresh machine (Debian, Python 3.11, package registries only):
+#   make demo   set up .venv and run the whole DAG on the offline demo data
+#   make test   set up .venv and run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+CORES ?= 2
+BIN := $(VENV)/bin
+SNAKEMAKE := $(BIN)/snakemake
+
+.PHONY: setup demo test lint format dryrun clean-demo
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[workflow,dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(SNAKEMAKE) --cores $(CORES) --resources gpu=1 --configfile config/demo.yaml \
+		--printshellcmds --show-failed-logs
+
+# pytest exits 5 when it collects no tests; say so rather than pass silently or fail.
+test: setup
+	@rc=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
+
+dryrun: setup
+	$(SNAKEMAKE) -n --cores 4 --resources gpu=1
+
+lint: setup
+	$(BIN)/ruff check src tests workflow/scripts
+	$(BIN)/ruff format --check src tests workflow/scripts
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(SNAKEMAKE) --lint
+
+format: setup
+	$(BIN)/ruff format src tests workflow/scripts
+	$(BIN)/snakefmt Snakefile workflow/rules
+
+clean-demo:
+	rm -rf results/data/digits results/models/digits results/experiments/das2020_digits

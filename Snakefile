@@ -1,0 +1,34 @@
+# kd-augment: data augmentation in knowledge distillation, end to end.
+# The logic lives in the kdaug package; this file and workflow/rules/ only wire it.
+from snakemake.utils import min_version, validate
+
+from kdaug import plan, render
+from kdaug.provenance import source_hash
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema.yaml")
+plan.check_config(config)
+
+
+wildcard_constraints:
+    **plan.WILDCARDS,
+
+
+CONDA_ENV = "envs/kdaug.yaml"
+
+
+include: "workflow/rules/data.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        [f for e in config["run"] for f in plan.experiment_outputs(config, e)],
+    default_target: True

@@ -1,0 +1,268 @@
+"""The one training engine for teachers and students.
+
+Data live on the device as uint8 tensors; each step gathers a batch by index, converts it
+to float, augments it on the device and runs one SGD step. What differs between a
+teacher and a student (loss, augmentation, a frozen teacher) is passed in.
+
+Determinism: epoch ``e`` draws its permutation and every augmentation parameter from
+``np.random.default_rng([seed, e])`` and reseeds torch (dropout) with ``(seed, e)``, so a
+run resumed from a checkpoint at the start of epoch ``e`` repeats the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdaug.augment import Augmentation
+from kdaug.data.canonical import Split
+from kdaug.io import atomic_path
+from kdaug.losses import LossFn
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Optimiser and schedule: SGD with momentum, step decay at ``milestones``."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    nesterov: bool = False
+    checkpoint_every: int = 1
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> Recipe:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(cfg) - known
+        if unknown:
+            raise ValueError(f"unknown recipe keys {sorted(unknown)}; known: {sorted(known)}")
+        values = dict(cfg)
+        values["milestones"] = tuple(int(m) for m in values.get("milestones", ()))
+        return cls(**values)
+
+
+@dataclass
+class DeviceData:
+    """A split resident on the device: uint8 images, int64 labels, normalisation."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    num_classes: int
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    @classmethod
+    def from_split(
+        cls, split: Split, mean: Sequence[float], std: Sequence[float], device: torch.device
+    ) -> DeviceData:
+        channels = split.images.shape[1]
+        if len(mean) != channels or len(std) != channels:
+            raise ValueError(f"mean/std need {channels} values (one per channel)")
+        as_param = lambda v: torch.tensor(v, dtype=torch.float32, device=device).view(1, -1, 1, 1)  # noqa: E731
+        return cls(
+            images=torch.from_numpy(split.images).to(device),
+            labels=torch.from_numpy(split.labels).to(device),
+            num_classes=split.num_classes,
+            mean=as_param(mean),
+            std=as_param(std),
+        )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def pixels(self, index: torch.Tensor) -> torch.Tensor:
+        """Float images in [0, 1] for rows ``index``."""
+        return self.images[index].float().div_(255.0)
+
+    def normalized(self, index: torch.Tensor) -> torch.Tensor:
+        return self.normalize(self.pixels(index))
+
+
+@dataclass
+class TrainState:
+    """Everything a checkpoint holds; also the result of :func:`fit`."""
+
+    epoch: int = 0  # epochs completed
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_val_accuracy: float = -math.inf
+    best_val_epoch: int = 0
+    best_val_state: dict[str, torch.Tensor] | None = None
+
+
+def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: DeviceData, batch_size: int = 1000) -> dict[str, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``data`` (eval mode)."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=data.labels.device)
+    correct = torch.zeros((), device=data.labels.device)
+    for start in range(0, len(data), batch_size):
+        index = torch.arange(start, min(start + batch_size, len(data)), device=data.labels.device)
+        logits = model(data.normalized(index)).float()
+        labels = data.labels[index]
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum")
+        correct += (logits.argmax(1) == labels).sum()
+    model.train(was_training)
+    n = max(len(data), 1)
+    return {"loss": loss_sum.item() / n, "accuracy": correct.item() / n}
+
+
+def seed_epoch(seed: int, epoch: int) -> np.random.Generator:
+    """Seed torch (dropout) for ``epoch`` (0-based) and return the generator for its draws."""
+    torch.manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+    return np.random.default_rng([seed, epoch])
+
+
+def batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """A shuffled epoch in batches; a last batch of one sample is dropped (BatchNorm needs 2)."""
+    order = rng.permutation(n)
+    chunks = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    return [c for c in chunks if len(c) > 1]
+
+
+Teacher = Callable[[torch.Tensor], torch.Tensor]
+
+
+def train_one_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: DeviceData,
+    augmentation: Augmentation,
+    loss_fn: LossFn,
+    teacher: Teacher | None,
+    rng: np.random.Generator,
+    batch_size: int,
+) -> dict[str, float]:
+    model.train()
+    device = data.labels.device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device)
+    seen = 0
+    for chunk in batches(len(data), batch_size, rng):
+        index = torch.as_tensor(chunk).to(device, non_blocking=True)
+        targets = F.one_hot(data.labels[index], data.num_classes).float()
+        x, targets = augmentation(data.pixels(index), targets, rng, data.normalize)
+        logits = model(x)
+        teacher_logits = None
+        if teacher is not None:
+            with torch.no_grad():
+                teacher_logits = teacher(x)
+        loss = loss_fn(logits, targets, teacher_logits)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(chunk)
+        correct += (logits.detach().argmax(1) == targets.argmax(1)).sum()
+        seen += len(chunk)
+    return {"train_loss": loss_sum.item() / seen, "train_accuracy": correct.item() / seen}
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def fit(
+    model: nn.Module,
+    train: DeviceData,
+    val: DeviceData | None,
+    *,
+    recipe: Recipe,
+    augmentation: Augmentation,
+    loss_fn: LossFn,
+    seed: int,
+    teacher: Teacher | None = None,
+    checkpoint: Path | None = None,
+    fingerprint: str = "",
+    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
+) -> TrainState:
+    """Train ``model`` in place for ``recipe.epochs`` and return the final state.
+
+    With ``checkpoint`` set, an atomic checkpoint is written every
+    ``recipe.checkpoint_every`` epochs, and an existing checkpoint whose ``fingerprint``
+    matches (same cell, same code) is resumed from; a mismatching one is ignored.
+    """
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay,
+        nesterov=recipe.nesterov,
+    )
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=list(recipe.milestones), gamma=recipe.gamma
+    )
+    state = TrainState()
+    if checkpoint is not None and checkpoint.exists():
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if saved.get("fingerprint") == fingerprint:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            state = saved["state"]
+            log(f"resumed from {checkpoint} after epoch {state.epoch}")
+        else:
+            log(f"ignoring {checkpoint}: it was made by a different cell or code version")
+
+    start_time = time.monotonic()
+    start_epoch = state.epoch
+    for epoch in range(state.epoch, recipe.epochs):
+        tic = time.monotonic()
+        rng = seed_epoch(seed, epoch)
+        row: dict[str, float] = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
+        row |= train_one_epoch(
+            model, optimizer, train, augmentation, loss_fn, teacher, rng, recipe.batch_size
+        )
+        scheduler.step()
+        if val is not None and len(val):
+            metrics = evaluate(model, val)
+            row |= {"val_loss": metrics["loss"], "val_accuracy": metrics["accuracy"]}
+            if metrics["accuracy"] > state.best_val_accuracy:
+                state.best_val_accuracy = metrics["accuracy"]
+                state.best_val_epoch = epoch + 1
+                state.best_val_state = cpu_state(model)
+        row["seconds"] = time.monotonic() - tic
+        state.history.append(row)
+        state.epoch = epoch + 1
+        done = state.epoch - start_epoch
+        eta = (time.monotonic() - start_time) / done * (recipe.epochs - state.epoch)
+        log(
+            f"epoch {state.epoch}/{recipe.epochs} "
+            + " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch")
+            + f" eta={eta:.0f}s"
+        )
+        due = state.epoch % recipe.checkpoint_every == 0 or state.epoch == recipe.epochs
+        if checkpoint is not None and due:
+            save_checkpoint(
+                checkpoint,
+                {
+                    "fingerprint": fingerprint,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "state": copy.deepcopy(state),
+                },
+            )
+    return state

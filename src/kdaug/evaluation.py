@@ -1,0 +1,81 @@
+"""Metrics files per (model, selection, split) and their collection per experiment.
+
+NumPy only (no torch import): these jobs are many and must start fast.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from kdaug.io import read_json, write_json
+from kdaug.metrics import EvalData, compute_metrics
+from kdaug.render import write_long_csv
+
+
+def load_eval_data(path: str | os.PathLike[str]) -> EvalData:
+    with np.load(path, allow_pickle=False) as f:
+        embeddings = f["embeddings"].astype(np.float64) if "embeddings" in f.files else None
+        return EvalData(
+            logits=f["logits"].astype(np.float64),
+            labels=f["labels"],
+            embeddings=embeddings,
+            num_classes=len(f["class_names"]),
+        )
+
+
+def metrics_file(
+    outputs_path: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    cell: Mapping[str, Any],
+    selection: str,
+    split: str,
+    metrics: Sequence[str],
+    ece_bins: int = 15,
+) -> dict[str, float]:
+    """Compute ``metrics`` on one outputs file and write them with the cell's identity.
+
+    Embedding metrics are skipped (not failed) when the split has no stored embeddings.
+    """
+    data = load_eval_data(outputs_path)
+    names = [m for m in metrics if data.embeddings is not None or m != "class_discrimination"]
+    values = compute_metrics(data, names, ece_bins=ece_bins)
+    write_json(
+        output,
+        {"cell": dict(cell), "selection": selection, "split": split, "n": len(data.labels),
+         "metrics": values},
+    )
+    return values
+
+
+def collect(
+    metrics_paths: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str], experiment: str
+) -> None:
+    """Write one long CSV row per (metrics file, metric)."""
+    rows = []
+    for path in metrics_paths:
+        record = read_json(path)
+        cell = record["cell"]
+        for metric, value in sorted(record["metrics"].items()):
+            rows.append(
+                {
+                    "experiment": experiment,
+                    "dataset": cell["dataset"],
+                    "seed": cell["seed"],
+                    "role": cell["role"],
+                    "teacher_arch": cell["teacher_arch"],
+                    "teacher_aug": cell["teacher_aug"],
+                    "kd": cell["kd"],
+                    "student_arch": cell["student_arch"],
+                    "student_aug": cell["student_aug"],
+                    "selection": record["selection"],
+                    "split": record["split"],
+                    "metric": metric,
+                    "value": repr(float(value)),
+                }
+            )
+    write_long_csv(output, rows)

@@ -1,0 +1,26 @@
+"""Send a workflow script's output to its per-job log file under ``logs/``."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def job_log(path: str | os.PathLike[str] | None) -> Iterator[None]:
+    """Redirect stdout and stderr to ``path`` (appending, so a resumed job keeps its
+    history); a failure's traceback is written there too before it propagates."""
+    if path is None:
+        yield
+        return
+    os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
+    with open(path, "a", buffering=1) as fh:
+        with contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+            try:
+                yield
+            except BaseException:
+                traceback.print_exc()
+                raise

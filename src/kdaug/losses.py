@@ -1,0 +1,82 @@
+"""Training objectives. ``loss(student_logits, targets, teacher_logits) -> scalar``.
+
+``targets`` are probability vectors (one-hot, or mixed by Mixup/CutMix); ``teacher_logits``
+is ``None`` for plain training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from kdaug.registry import Registry
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+LOSSES: Registry[Callable[..., LossFn]] = Registry("loss")
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against probability targets, averaged over the batch.
+
+    Equals ``F.cross_entropy(logits, labels)`` for one-hot targets and the lambda-weighted
+    sum of the two cross-entropies for Mixup/CutMix targets.
+    """
+    return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def distillation_kl(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """``KL(softmax(t/T) || softmax(s/T))`` summed over classes, averaged over the batch."""
+    log_p_s = F.log_softmax(student_logits / temperature, dim=1)
+    log_p_t = F.log_softmax(teacher_logits / temperature, dim=1)
+    return (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1).mean()
+
+
+@dataclass(frozen=True)
+class CrossEntropy:
+    """Plain (soft-target) cross-entropy; used to train teachers."""
+
+    def __call__(
+        self, logits: torch.Tensor, targets: torch.Tensor, teacher_logits: torch.Tensor | None
+    ) -> torch.Tensor:
+        return soft_cross_entropy(logits, targets)
+
+
+@dataclass(frozen=True)
+class HintonKD:
+    """Hinton et al. (2015), as written in Das et al. (2020), eq. in sec. 3.2:
+
+    ``L = (1 - alpha) * CE(f_S(x), y) + alpha * T^2 * KL(f_T^T(x) || f_S^T(x))``.
+    """
+
+    temperature: float
+    alpha: float
+
+    def __call__(
+        self, logits: torch.Tensor, targets: torch.Tensor, teacher_logits: torch.Tensor | None
+    ) -> torch.Tensor:
+        if teacher_logits is None:
+            raise ValueError("HintonKD needs teacher logits")
+        ce = soft_cross_entropy(logits, targets)
+        if self.alpha == 0:
+            return ce
+        kl = distillation_kl(logits, teacher_logits, self.temperature)
+        return (1 - self.alpha) * ce + self.alpha * self.temperature**2 * kl
+
+
+LOSSES.register("ce")(CrossEntropy)
+
+
+@LOSSES.register("hinton")
+def hinton(temperature: float, alpha: float) -> HintonKD:
+    return HintonKD(float(temperature), float(alpha))
+
+
+def build_loss(spec: dict) -> LossFn:
+    """``{"loss": "hinton", "temperature": 20, "alpha": 0.5}`` -> a loss callable."""
+    params = {k: v for k, v in spec.items() if k != "loss"}
+    return LOSSES.get(spec["loss"])(**params)

@@ -1,0 +1,252 @@
+"""From config to cells and paths: everything the Snakefile needs, testable without it.
+
+Paths name the cell, so a person reading ``results/`` and Snakemake resolving a target see
+the same thing::
+
+    results/data/{dataset}/{split}.npz
+    results/models/{dataset}/seed{seed}/{tarch}-{taug}/model.pt                       teacher
+    results/models/{dataset}/seed{seed}/{tarch}-{taug}/{kd}/{sarch}-{saug}/model.pt   student
+    <model dir>/eval/{selection}/{split}.npz      logits + embeddings
+    <model dir>/eval/{selection}/{split}.json     metrics
+    results/experiments/{experiment}/...          collected metrics, tables, figures
+
+Names in the config (datasets, architectures, augmentations, KD methods) may use letters,
+digits and underscores only, so ``-`` and ``/`` can separate them in paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from kdaug.data.datasets import BUILDERS
+
+NAME = r"[A-Za-z0-9_]+"
+WILDCARDS = {
+    "dataset": NAME,
+    "split": NAME,
+    "seed": r"\d+",
+    "tarch": NAME,
+    "taug": NAME,
+    "kd": NAME,
+    "sarch": NAME,
+    "saug": NAME,
+    "selection": NAME,
+    "experiment": NAME,
+    "model": rf"{NAME}-{NAME}(/{NAME}/{NAME}-{NAME})?",
+    "archive": r"[^/]+",
+}
+
+DATA = "results/data/{dataset}/{split}.npz"
+MODELS = "results/models/{dataset}/seed{seed}"
+TEACHER_DIR = MODELS + "/{tarch}-{taug}"
+STUDENT_DIR = TEACHER_DIR + "/{kd}/{sarch}-{saug}"
+EVAL = MODELS + "/{model}/eval/{selection}/{split}"
+EXPERIMENT = "results/experiments/{experiment}"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One trained model: a teacher, or a student distilled from one."""
+
+    dataset: str
+    seed: int
+    teacher_arch: str
+    teacher_aug: str
+    kd: str | None = None
+    student_arch: str | None = None
+    student_aug: str | None = None
+
+    @property
+    def role(self) -> str:
+        return "teacher" if self.kd is None else "student"
+
+    @property
+    def teacher(self) -> Cell:
+        return Cell(self.dataset, self.seed, self.teacher_arch, self.teacher_aug)
+
+    @property
+    def model(self) -> str:
+        """The ``{model}`` wildcard: the path below ``results/models/{dataset}/seed{seed}``."""
+        head = f"{self.teacher_arch}-{self.teacher_aug}"
+        if self.kd is None:
+            return head
+        return f"{head}/{self.kd}/{self.student_arch}-{self.student_aug}"
+
+    @property
+    def directory(self) -> str:
+        return f"{MODELS.format(dataset=self.dataset, seed=self.seed)}/{self.model}"
+
+    @property
+    def model_file(self) -> str:
+        return f"{self.directory}/model.pt"
+
+    def eval_file(self, selection: str, split: str, ext: str) -> str:
+        return f"{self.directory}/eval/{selection}/{split}.{ext}"
+
+    def identity(self) -> dict[str, Any]:
+        return {"role": self.role, **asdict(self)}
+
+
+class ConfigError(ValueError):
+    """The config names something it does not define."""
+
+
+def _require(section: Mapping[str, Any], name: str, kind: str, where: str) -> Any:
+    if name not in section:
+        known = ", ".join(sorted(section)) or "none"
+        raise ConfigError(f"{where}: unknown {kind} {name!r} (defined: {known})")
+    return section[name]
+
+
+def check_config(config: Mapping[str, Any]) -> None:
+    """Cross-reference checks the JSON schema cannot express, with messages naming the key."""
+    for name in config["run"]:
+        _require(config["experiments"], name, "experiment", "run")
+    for name, ds in config["datasets"].items():
+        if ds["builder"] not in BUILDERS:
+            raise ConfigError(
+                f"datasets.{name}.builder: unknown builder {ds['builder']!r} "
+                f"(known: {', '.join(BUILDERS.names())})"
+            )
+        for archive in {a for s in BUILDERS.get(ds["builder"]).splits.values() for a in s}:
+            _require(config["archives"], archive, "archive", f"datasets.{name}")
+    for name, exp in config["experiments"].items():
+        where = f"experiments.{name}"
+        ds = _require(config["datasets"], exp["dataset"], "dataset", where)
+        builder = BUILDERS.get(ds["builder"])
+        for role, split in exp["eval_splits"].items():
+            if split not in builder.splits:
+                raise ConfigError(
+                    f"{where}.eval_splits.{role}: dataset {exp['dataset']!r} has no split "
+                    f"{split!r} (it has {', '.join(builder.splits)})"
+                )
+        for group in ("teachers", "students"):
+            for arch in exp[group]["archs"]:
+                _require(config["architectures"], arch, "architecture", f"{where}.{group}")
+            for aug in exp[group]["augmentations"]:
+                _require(config["augmentations"], aug, "augmentation", f"{where}.{group}")
+        for kd in exp["students"]["kd_methods"]:
+            _require(config["kd_methods"], kd, "KD method", f"{where}.students")
+
+
+def experiment_cells(config: Mapping[str, Any], experiment: str) -> list[Cell]:
+    """Every model of an experiment: teachers first, then their students."""
+    exp = config["experiments"][experiment]
+    teachers = [
+        Cell(exp["dataset"], seed, arch, aug)
+        for seed in exp["seeds"]
+        for arch in exp["teachers"]["archs"]
+        for aug in exp["teachers"]["augmentations"]
+    ]
+    students = [
+        Cell(t.dataset, t.seed, t.teacher_arch, t.teacher_aug, kd, sarch, saug)
+        for t in teachers
+        for kd in exp["students"]["kd_methods"]
+        for sarch in exp["students"]["archs"]
+        for saug in exp["students"]["augmentations"]
+    ]
+    return teachers + students
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One metrics file: a cell evaluated on a split with a weight selection."""
+
+    cell: Cell
+    selection: str
+    split: str
+
+    @property
+    def metrics_file(self) -> str:
+        return self.cell.eval_file(self.selection, self.split, "json")
+
+
+def experiment_evaluations(config: Mapping[str, Any], experiment: str) -> Iterator[Evaluation]:
+    exp = config["experiments"][experiment]
+    for cell in experiment_cells(config, experiment):
+        for selection in config["evaluation"]["selections"]:
+            for split in exp["eval_splits"].values():
+                yield Evaluation(cell, selection, split)
+
+
+def dataset_params(config: Mapping[str, Any], dataset: str) -> dict[str, Any]:
+    """What a dataset's builder needs, including the archives' URLs and checksums."""
+    ds = dict(config["datasets"][dataset])
+    ds.pop("training", None)  # recipes do not change the data
+    builder = BUILDERS.get(ds["builder"])
+    names = {a for split in builder.splits.values() for a in split}
+    ds["archives"] = {a: config["archives"][a] for a in sorted(names)}
+    return ds
+
+
+def archives_for(config: Mapping[str, Any], dataset: str, split: str) -> list[str]:
+    return list(BUILDERS.get(config["datasets"][dataset]["builder"]).archives_for(split))
+
+
+def _arch(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    return {"name": name, **config["architectures"][name]}
+
+
+def _augmentation(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    return {"name": name, "steps": list(config["augmentations"][name])}
+
+
+def teacher_spec(
+    config: Mapping[str, Any], dataset: str, seed: int | str, tarch: str, taug: str
+) -> dict[str, Any]:
+    """The full description of a teacher cell (a rule param: changing it reruns the cell)."""
+    ds = config["datasets"][dataset]
+    return {
+        "role": "teacher",
+        "dataset": dataset,
+        "seed": int(seed),
+        "arch": _arch(config, tarch),
+        "augmentation": _augmentation(config, taug),
+        "recipe": dict(ds["training"]["teacher"]),
+        "normalization": dict(ds["normalization"]),
+    }
+
+
+def student_spec(
+    config: Mapping[str, Any],
+    dataset: str,
+    seed: int | str,
+    tarch: str,
+    taug: str,
+    kd: str,
+    sarch: str,
+    saug: str,
+) -> dict[str, Any]:
+    """The full description of a distilled student cell."""
+    ds = config["datasets"][dataset]
+    return {
+        "role": "student",
+        "dataset": dataset,
+        "seed": int(seed),
+        "teacher": {"arch": tarch, "augmentation": taug},
+        "arch": _arch(config, sarch),
+        "augmentation": _augmentation(config, saug),
+        "kd": {"name": kd, **config["kd_methods"][kd]},
+        "recipe": dict(ds["training"]["student"]),
+        "normalization": dict(ds["normalization"]),
+    }
+
+
+def experiment_outputs(config: Mapping[str, Any], experiment: str) -> list[str]:
+    """The tables and figures rule ``all`` asks for (see :mod:`kdaug.render`)."""
+    from kdaug.render import report_files
+
+    base = EXPERIMENT.format(experiment=experiment)
+    return [f"{base}/{f}" for f in report_files(config)]
+
+
+def cell_from_wildcards(dataset: str, seed: int | str, model: str) -> Cell:
+    """Inverse of :attr:`Cell.model`: ``resnet18-none/hinton/lenet-none`` -> a student."""
+    parts = model.split("/")
+    tarch, taug = parts[0].split("-")
+    if len(parts) == 1:
+        return Cell(dataset, int(seed), tarch, taug)
+    sarch, saug = parts[2].split("-")
+    return Cell(dataset, int(seed), tarch, taug, parts[1], sarch, saug)

@@ -1,0 +1,80 @@
+"""What made an output: code version, package versions, git commit, device, data digests."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import kdaug
+
+PACKAGE_DIR = Path(kdaug.__file__).parent
+
+
+def source_hash(modules: Iterable[str]) -> str:
+    """sha256 over the source of the named ``kdaug`` modules or subpackages.
+
+    ``"engine"`` means ``kdaug/engine.py``; ``"models"`` every ``.py`` under
+    ``kdaug/models/``. The workflow passes this as a rule ``param`` so that Snakemake
+    reruns a rule when the library code it imports changes (it cannot see imports).
+    """
+    digest = hashlib.sha256()
+    for module in sorted(set(modules)):
+        path = PACKAGE_DIR / module.replace(".", "/")
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
+        if not files or not files[0].exists():
+            raise FileNotFoundError(f"no kdaug module {module!r} under {PACKAGE_DIR}")
+        for file in files:
+            digest.update(file.relative_to(PACKAGE_DIR).as_posix().encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def git_commit() -> str | None:
+    """HEAD of the checkout the package was installed from, with ``+dirty`` if modified."""
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=PACKAGE_DIR, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def environment(device: Any) -> dict[str, Any]:
+    """Versions and machine facts recorded in every model file."""
+    import numpy
+    import torch
+
+    info: dict[str, Any] = {
+        "kdaug": kdaug.__version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "git_commit": git_commit(),
+        "device": str(device),
+    }
+    if getattr(device, "type", None) == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(device)
+    for package in ("torchvision", "snakemake"):
+        try:
+            info[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return info

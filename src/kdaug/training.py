@@ -1,0 +1,154 @@
+"""Train one cell (a teacher or a distilled student) and write its model file.
+
+A *cell spec* is the plain dict the workflow passes as a rule param: the cell's role,
+architecture, augmentation, KD method, recipe, seed and dataset normalisation. It is
+stored verbatim in the model file, so a model file says exactly what made it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kdaug.augment import build_augmentation
+from kdaug.data.canonical import Split, load_split
+from kdaug.engine import DeviceData, Recipe, TrainState, cpu_state, evaluate, fit
+from kdaug.io import atomic_path
+from kdaug.losses import build_loss
+from kdaug.models import Classifier, build_model
+from kdaug.provenance import environment, file_sha256
+
+MODEL_FILE_FORMAT = 1
+SELECTIONS = ("last", "best_val")
+
+
+def pick_device(threads: int | None = None) -> torch.device:
+    """CUDA when present (the device Snakemake's job was given), else the CPU.
+
+    Inside a SLURM job or a GPU slot ``CUDA_VISIBLE_DEVICES`` already narrows the
+    visible devices, so ``cuda`` (index 0) is the allocated one.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def fingerprint(spec: Mapping[str, Any]) -> str:
+    """Stable digest of a cell spec; a checkpoint resumes only under the same one."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def model_for(spec: Mapping[str, Any], split: Split) -> Classifier:
+    arch = spec["arch"]
+    _, channels, height, width = split.images.shape
+    if height != width:
+        raise ValueError(f"models expect square images; got {height}x{width}")
+    return build_model(
+        arch["model"],
+        num_classes=split.num_classes,
+        in_channels=channels,
+        image_size=height,
+        width=float(arch.get("width", 1.0)),
+    )
+
+
+def load_model(
+    path: str | os.PathLike[str], device: torch.device, selection: str = "last"
+) -> Classifier:
+    """Rebuild a trained model from its file, with the weights of ``selection``."""
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {SELECTIONS}; got {selection!r}")
+    shape = payload["input_shape"]
+    model = build_model(
+        payload["spec"]["arch"]["model"],
+        num_classes=payload["num_classes"],
+        in_channels=shape[0],
+        image_size=shape[1],
+        width=float(payload["spec"]["arch"].get("width", 1.0)),
+    )
+    weights = payload["state_dict"] if selection == "last" else payload["best_val"]["state_dict"]
+    model.load_state_dict(weights)
+    return model.to(device).eval()
+
+
+def frozen_teacher(path: str | os.PathLike[str], device: torch.device) -> Classifier:
+    teacher = load_model(path, device, "last")
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def train_cell(
+    spec: Mapping[str, Any],
+    *,
+    train_path: str,
+    val_path: str,
+    output: str,
+    teacher_path: str | None = None,
+    threads: int | None = None,
+) -> TrainState:
+    """Train the cell described by ``spec`` and atomically write ``output``.
+
+    The checkpoint lives beside the output (``<output>.ckpt``), which Snakemake does not
+    know about, so a killed job's checkpoint survives Snakemake's cleanup of incomplete
+    outputs and the rerun resumes from it. It is removed once the model file is written.
+    """
+    device = pick_device(threads)
+    seed = int(spec["seed"])
+    torch.manual_seed(seed)  # weight initialisation
+    train_split, val_split = load_split(train_path), load_split(val_path)
+    norm = spec["normalization"]
+    train = DeviceData.from_split(train_split, norm["mean"], norm["std"], device)
+    val = DeviceData.from_split(val_split, norm["mean"], norm["std"], device)
+    model = model_for(spec, train_split).to(device)
+    augmentation = build_augmentation(spec["augmentation"]["name"], spec["augmentation"]["steps"])
+    loss_fn = build_loss(spec["kd"] if teacher_path else {"loss": "ce"})
+    teacher = frozen_teacher(teacher_path, device) if teacher_path else None
+
+    checkpoint = Path(str(output) + ".ckpt")
+    state = fit(
+        model,
+        train,
+        val,
+        recipe=Recipe.from_config(spec["recipe"]),
+        augmentation=augmentation,
+        loss_fn=loss_fn,
+        seed=seed,
+        teacher=teacher,
+        checkpoint=checkpoint,
+        fingerprint=fingerprint(spec),
+    )
+    payload = {
+        "format": MODEL_FILE_FORMAT,
+        "spec": dict(spec),
+        "num_classes": train_split.num_classes,
+        "class_names": list(train_split.class_names),
+        "input_shape": list(train_split.images.shape[1:]),
+        "state_dict": cpu_state(model),
+        "best_val": {
+            "epoch": state.best_val_epoch,
+            "val_accuracy": state.best_val_accuracy,
+            "state_dict": state.best_val_state or cpu_state(model),
+        },
+        "history": state.history,
+        "final_val": evaluate(model, val),
+        "provenance": {
+            **environment(device),
+            "data": {
+                "train": {"path": str(train_path), "sha256": file_sha256(train_path)},
+                "val": {"path": str(val_path), "sha256": file_sha256(val_path)},
+            },
+            "teacher": None if teacher_path is None else str(teacher_path),
+        },
+    }
+    with atomic_path(output) as tmp:
+        torch.save(payload, tmp)
+    checkpoint.unlink(missing_ok=True)
+    return state

@@ -1,0 +1,121 @@
+"""The training engine: learning happens, seeds repeat, a resumed run equals an uninterrupted one."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from kdaug.augment import build_augmentation
+from kdaug.data.canonical import Split
+from kdaug.engine import DeviceData, Recipe, batches, evaluate, fit
+from kdaug.losses import CrossEntropy, HintonKD
+
+
+class Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Dropout(0.1), nn.Linear(16, 3),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def toy_data(n: int = 60) -> DeviceData:
+    rng = np.random.default_rng(0)
+    labels = np.arange(n) % 3
+    images = rng.integers(0, 60, (n, 1, 8, 8)).astype(np.uint8)
+    for k in range(3):  # class k is bright in band k: learnable
+        images[labels == k, :, 2 * k : 2 * k + 3, :] += 180
+    split = Split(images, labels.astype(np.int64), ("a", "b", "c"))
+    return DeviceData.from_split(split, [0.3], [0.3], torch.device("cpu"))
+
+
+RECIPE = Recipe(epochs=6, batch_size=16, lr=0.1, milestones=(4,), checkpoint_every=2)
+AUG = build_augmentation("crop_mix", [{"op": "crop", "padding": 1}, {"op": "mixup"}])
+
+
+def run(tmp: Path | None, epochs: int = 6, seed: int = 0) -> tuple[nn.Module, object]:
+    torch.manual_seed(seed)
+    model = Tiny()
+    recipe = Recipe(**{**RECIPE.__dict__, "epochs": epochs})
+    state = fit(
+        model, toy_data(), toy_data(), recipe=recipe, augmentation=AUG, loss_fn=CrossEntropy(),
+        seed=seed, checkpoint=tmp, fingerprint="f", log=lambda s: None,
+    )  # fmt: skip
+    return model, state
+
+
+def test_training_learns_the_toy_task() -> None:
+    data = toy_data()
+    torch.manual_seed(0)
+    before = evaluate(Tiny(), data)["accuracy"]
+    model, state = run(None)
+    assert evaluate(model, data)["accuracy"] > max(before, 0.8)
+    assert [row["epoch"] for row in state.history] == list(range(1, 7))
+    assert state.history[-1]["lr"] == pytest.approx(0.01)  # decayed after epoch 4
+
+
+def test_same_seed_same_weights_other_seed_other_weights() -> None:
+    a, _ = run(None, seed=1)
+    b, _ = run(None, seed=1)
+    c, _ = run(None, seed=2)
+    for (k, va), vb, vc in zip(a.state_dict().items(), b.state_dict().values(), c.state_dict().values(), strict=True):
+        assert torch.equal(va, vb), k
+    assert not all(torch.equal(va, vc) for va, vc in zip(a.state_dict().values(), c.state_dict().values(), strict=True))
+
+
+def test_resumed_run_ends_with_the_uninterrupted_weights(tmp_path: Path) -> None:
+    ckpt = tmp_path / "model.pt.ckpt"
+    full, full_state = run(None)
+    run(ckpt, epochs=4)  # "killed" after epoch 4: its checkpoint says 4 epochs done
+    saved = torch.load(ckpt, weights_only=False)
+    assert saved["state"].epoch == 4
+    resumed, state = run(ckpt, epochs=6)
+    for k, v in full.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[k], v, rtol=0, atol=0, msg=k)
+    assert [r["epoch"] for r in state.history] == list(range(1, 7))
+    assert state.best_val_epoch == full_state.best_val_epoch
+
+
+def test_checkpoint_with_other_fingerprint_is_ignored(tmp_path: Path) -> None:
+    ckpt = tmp_path / "c.ckpt"
+    run(ckpt, epochs=2)
+    torch.manual_seed(0)
+    logs: list[str] = []
+    fit(
+        Tiny(), toy_data(), None, recipe=Recipe(epochs=1, batch_size=16, lr=0.1),
+        augmentation=AUG, loss_fn=CrossEntropy(), seed=0, checkpoint=ckpt,
+        fingerprint="other", log=logs.append,
+    )  # fmt: skip
+    assert any("ignoring" in line for line in logs)
+
+
+def test_student_training_with_a_frozen_teacher_runs() -> None:
+    teacher, _ = run(None, epochs=2)
+    teacher.eval()
+    torch.manual_seed(0)
+    student = Tiny()
+    state = fit(
+        student, toy_data(), toy_data(), recipe=Recipe(epochs=2, batch_size=16, lr=0.05),
+        augmentation=build_augmentation("none", []), loss_fn=HintonKD(4.0, 0.5), seed=0,
+        teacher=teacher, log=lambda s: None,
+    )  # fmt: skip
+    assert np.isfinite(state.history[-1]["train_loss"])
+
+
+def test_batches_cover_the_epoch_and_drop_a_single_leftover() -> None:
+    rng = np.random.default_rng(0)
+    chunks = batches(33, 16, rng)
+    assert [len(c) for c in chunks] == [16, 16]
+    chunks = batches(34, 16, np.random.default_rng(0))
+    assert sorted(np.concatenate(chunks)) == list(range(34))
+
+
+def test_recipe_rejects_unknown_keys() -> None:
+    with pytest.raises(ValueError, match="unknown recipe keys \\['epoch'\\]"):
+        Recipe.from_config({"epoch": 3, "batch_size": 2, "lr": 0.1})

@@ -1,0 +1,36 @@
+# Data: official archives (downloaded or taken from a mirror, checksum-verified) become one
+# canonical array file per split.
+
+
+rule download_archive:
+    output:
+        f"{config['data']['downloads']}/{{archive}}",
+    params:
+        url=lambda w: config["archives"][w.archive]["url"],
+        checksum=lambda w: config["archives"][w.archive]["checksum"],
+        mirror=config["data"]["mirror"],
+    log:
+        "logs/download/{archive}.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/download_archive.py"
+
+
+rule prepare_split:
+    input:
+        archives=lambda w: [
+            f"{config['data']['downloads']}/{a}"
+            for a in plan.archives_for(config, w.dataset, w.split)
+        ],
+    output:
+        plan.DATA,
+    params:
+        dataset=lambda w: plan.dataset_params(config, w.dataset),
+        code=source_hash(["data", "io"]),
+    log:
+        "logs/data/{dataset}/{split}.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/prepare_split.py"

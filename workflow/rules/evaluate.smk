@@ -1,0 +1,39 @@
+# Evaluation: logits + embeddings per (model, weight selection, split), then metrics.
+
+
+rule extract_outputs:
+    input:
+        model=plan.MODELS + "/{model}/model.pt",
+        split=plan.DATA,
+    output:
+        plan.EVAL + ".npz",
+    params:
+        embeddings=lambda w: w.split in config["evaluation"]["embeddings_for"],
+        code=source_hash(["extract", "training", "models", "engine", "data", "io"]),
+    threads: config["runtime"]["threads"]
+    resources:
+        gpu=1,
+    log:
+        "logs/models/{dataset}/seed{seed}/{model}/eval/{selection}/{split}.extract.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/extract_outputs.py"
+
+
+rule compute_metrics:
+    input:
+        plan.EVAL + ".npz",
+    output:
+        plan.EVAL + ".json",
+    params:
+        cell=lambda w: plan.cell_from_wildcards(w.dataset, w.seed, w.model).identity(),
+        metrics=config["evaluation"]["metrics"],
+        ece_bins=config["evaluation"]["ece_bins"],
+        code=source_hash(["metrics", "evaluation", "io"]),
+    log:
+        "logs/models/{dataset}/seed{seed}/{model}/eval/{selection}/{split}.metrics.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/compute_metrics.py"

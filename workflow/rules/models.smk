@@ -1,0 +1,48 @@
+# Training: one teacher per (dataset, arch, augmentation, seed); one student per
+# (teacher, KD method, student arch, student augmentation). The cell's full spec is a
+# param, and so is a hash of the library code that trains it: changing either reruns it.
+
+TRAIN_CODE = source_hash(["augment", "engine", "losses", "models", "training", "data", "io"])
+
+
+rule train_teacher:
+    input:
+        train=plan.DATA.replace("{split}", "train"),
+        val=plan.DATA.replace("{split}", "val"),
+    output:
+        plan.TEACHER_DIR + "/model.pt",
+    params:
+        spec=lambda w: plan.teacher_spec(config, w.dataset, w.seed, w.tarch, w.taug),
+        code=TRAIN_CODE,
+    threads: config["runtime"]["threads"]
+    resources:
+        gpu=1,
+    log:
+        "logs/models/{dataset}/seed{seed}/{tarch}-{taug}/train.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/train.py"
+
+
+rule distill_student:
+    input:
+        train=plan.DATA.replace("{split}", "train"),
+        val=plan.DATA.replace("{split}", "val"),
+        teacher=plan.TEACHER_DIR + "/model.pt",
+    output:
+        plan.STUDENT_DIR + "/model.pt",
+    params:
+        spec=lambda w: plan.student_spec(
+            config, w.dataset, w.seed, w.tarch, w.taug, w.kd, w.sarch, w.saug
+        ),
+        code=TRAIN_CODE,
+    threads: config["runtime"]["threads"]
+    resources:
+        gpu=1,
+    log:
+        "logs/models/{dataset}/seed{seed}/{tarch}-{taug}/{kd}/{sarch}-{saug}/train.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/train.py"

@@ -1,0 +1,8 @@
+"""Rule collect_metrics: every metrics file of an experiment into one long CSV."""
+
+from kdaug.evaluation import collect
+from kdaug.joblog import job_log
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+with job_log(sm.log[0]):
+    collect(list(sm.input), sm.output[0], experiment=sm.wildcards.experiment)

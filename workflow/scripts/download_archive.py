@@ -1,0 +1,17 @@
+"""Rule download_archive: fetch one official archive (or copy it from the mirror), verified."""
+
+from pathlib import Path
+
+from kdaug.data.download import fetch_archive
+from kdaug.joblog import job_log
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+with job_log(sm.log[0]):
+    mirror = sm.params.mirror
+    fetch_archive(
+        Path(sm.output[0]).name,
+        sm.params.url,
+        sm.params.checksum,
+        Path(sm.output[0]),
+        Path(mirror) if mirror else None,
+    )

@@ -1,0 +1,15 @@
+"""Rule extract_outputs: logits (+ embeddings) of one model on one split."""
+
+from kdaug.extract import extract_outputs
+from kdaug.joblog import job_log
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+with job_log(sm.log[0]):
+    extract_outputs(
+        sm.input.model,
+        sm.input.split,
+        sm.output[0],
+        selection=sm.wildcards.selection,
+        embeddings=sm.params.embeddings,
+        threads=sm.threads,
+    )

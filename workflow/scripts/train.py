@@ -1,0 +1,15 @@
+"""Rules train_teacher and distill_student: train one cell and write its model file."""
+
+from kdaug.joblog import job_log
+from kdaug.training import train_cell
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+with job_log(sm.log[0]):
+    train_cell(
+        sm.params.spec,
+        train_path=sm.input.train,
+        val_path=sm.input.val,
+        output=sm.output[0],
+        teacher_path=sm.input.get("teacher"),
+        threads=sm.threads,
+    )
