@@ -29,6 +29,6 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         [f for e in config["run"] for f in plan.experiment_outputs(config, e)],
-    default_target: True

@@ -30,7 +30,9 @@ DIGITS = {
 
 @pytest.fixture(scope="module")
 def digits() -> dict[str, Split]:
-    return {s: build_split("digits", s, {}, DIGITS) for s in ("train", "val", "test", "test_shifted")}
+    return {
+        s: build_split("digits", s, {}, DIGITS) for s in ("train", "val", "test", "test_shifted")
+    }
 
 
 def test_canonical_round_trip(tmp_path: Path) -> None:
@@ -113,7 +115,9 @@ def test_cifar10_reader_on_an_official_format_tarball(tmp_path: Path) -> None:
     params = {
         "val_size": 4,
         "split_seed": 0,
-        "archives": {CIFAR10_ARCHIVE: {"url": "https://example/c10", "checksum": "md5:" + "0" * 32}},
+        "archives": {
+            CIFAR10_ARCHIVE: {"url": "https://example/c10", "checksum": "md5:" + "0" * 32}
+        },
     }
     train = build_split("cifar10", "train", {CIFAR10_ARCHIVE: archive}, params)
     val = build_split("cifar10", "val", {CIFAR10_ARCHIVE: archive}, params)
@@ -165,7 +169,9 @@ def test_fetch_from_mirror_verifies_checksum(tmp_path: Path) -> None:
 
 def test_missing_mirror_file_names_file_and_url(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"b\.bin .*https://example/b\.bin"):
-        fetch_archive("b.bin", "https://example/b.bin", "md5:" + "0" * 32, tmp_path / "b.bin", tmp_path)
+        fetch_archive(
+            "b.bin", "https://example/b.bin", "md5:" + "0" * 32, tmp_path / "b.bin", tmp_path
+        )
 
 
 def test_parse_checksum_rejects_unknown_algorithms() -> None:

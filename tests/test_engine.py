@@ -1,4 +1,4 @@
-"""The training engine: learning happens, seeds repeat, a resumed run equals an uninterrupted one."""
+"""The training engine: it learns, seeds repeat, a resumed run equals an uninterrupted one."""
 
 from pathlib import Path
 
@@ -64,9 +64,10 @@ def test_same_seed_same_weights_other_seed_other_weights() -> None:
     a, _ = run(None, seed=1)
     b, _ = run(None, seed=1)
     c, _ = run(None, seed=2)
-    for (k, va), vb, vc in zip(a.state_dict().items(), b.state_dict().values(), c.state_dict().values(), strict=True):
-        assert torch.equal(va, vb), k
-    assert not all(torch.equal(va, vc) for va, vc in zip(a.state_dict().values(), c.state_dict().values(), strict=True))
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
 
 
 def test_resumed_run_ends_with_the_uninterrupted_weights(tmp_path: Path) -> None:

@@ -46,8 +46,13 @@ def metrics_file(
     values = compute_metrics(data, names, ece_bins=ece_bins)
     write_json(
         output,
-        {"cell": dict(cell), "selection": selection, "split": split, "n": len(data.labels),
-         "metrics": values},
+        {
+            "cell": dict(cell),
+            "selection": selection,
+            "split": split,
+            "n": len(data.labels),
+            "metrics": values,
+        },
     )
     return values
 

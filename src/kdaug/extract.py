@@ -10,7 +10,7 @@ import torch
 from kdaug.data.canonical import load_split
 from kdaug.engine import DeviceData
 from kdaug.io import atomic_path
-from kdaug.training import load_model, pick_device
+from kdaug.training import load_trained, pick_device
 
 
 @torch.no_grad()
@@ -27,9 +27,9 @@ def extract_outputs(
     """Write ``logits`` (float32), ``labels`` and optionally ``embeddings`` (float16, to
     keep 70k x 512 CINIC embeddings small) as an ``.npz``; soft labels are copied along."""
     device = pick_device(threads)
-    model = load_model(model_path, device, selection)
+    model, payload = load_trained(model_path, device, selection)
     split = load_split(split_path)
-    norm = torch.load(model_path, map_location="cpu", weights_only=False)["spec"]["normalization"]
+    norm = payload["spec"]["normalization"]
     data = DeviceData.from_split(split, norm["mean"], norm["std"], device)
     logits, embs = [], []
     for start in range(0, len(data), batch_size):
@@ -47,6 +47,5 @@ def extract_outputs(
         arrays["embeddings"] = torch.cat(embs).numpy()
     if split.soft_labels is not None:
         arrays["soft_labels"] = split.soft_labels
-    with atomic_path(output) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+    with atomic_path(output) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import traceback
 from collections.abc import Iterator
 
@@ -17,10 +16,13 @@ def job_log(path: str | os.PathLike[str] | None) -> Iterator[None]:
         yield
         return
     os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
-    with open(path, "a", buffering=1) as fh:
-        with contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
-            try:
-                yield
-            except BaseException:
-                traceback.print_exc()
-                raise
+    with (
+        open(path, "a", buffering=1) as fh,
+        contextlib.redirect_stdout(fh),
+        contextlib.redirect_stderr(fh),
+    ):
+        try:
+            yield
+        except BaseException:
+            traceback.print_exc()
+            raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import platform
 import subprocess
@@ -44,6 +45,7 @@ def file_sha256(path: str | Path) -> str:
 
 def git_commit() -> str | None:
     """HEAD of the checkout the package was installed from, with ``+dirty`` if modified."""
+
     def git(*args: str) -> str:
         return subprocess.run(
             ["git", *args], cwd=PACKAGE_DIR, capture_output=True, text=True, check=True, timeout=10
@@ -73,8 +75,6 @@ def environment(device: Any) -> dict[str, Any]:
     if getattr(device, "type", None) == "cuda":
         info["device_name"] = torch.cuda.get_device_name(device)
     for package in ("torchvision", "snakemake"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             info[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
     return info

@@ -172,7 +172,9 @@ class Table:
 
 def build_table(results: Results, spec: TableSpec, selection: str) -> Table:
     split = results.cfg["eval_splits"][spec.split_role]
-    columns = [Column(m, metric) for m in results.models(spec.teachers_only) for metric in spec.metrics]
+    columns = [
+        Column(m, metric) for m in results.models(spec.teachers_only) for metric in spec.metrics
+    ]
     header = ["teacher augmentation", *(c.label for c in columns)]
     csv_header = ["teacher_augmentation"]
     for c in columns:
@@ -196,22 +198,31 @@ def plot_teacher_vs_student(results: Results, selection: str, path: str | os.Pat
 
     split = results.cfg["eval_splits"]["test"]
     augs, models = results.teacher_augs, results.models()
+    teacher_arch = results.cfg["teachers"]["archs"][0]
     width = 0.8 / len(models)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(augs), 3.8), dpi=150)
+    fig, ax = plt.subplots(figsize=(2.6 + 1.3 * len(augs), 3.8), dpi=150)
+    n_seeds = 0
     for i, model in enumerate(models):
         stats = [results.stat(selection, split, aug, model, "accuracy") for aug in augs]
+        n_seeds = max(n_seeds, *(s[2] for s in stats))
         means = np.array([s[0] for s in stats])
         errs = np.array([s[1] if s[2] > 1 else 0.0 for s in stats])
         xs = np.arange(len(augs)) + (i - (len(models) - 1) / 2) * width
-        bars = ax.bar(xs, means, width, yerr=errs, capsize=3, label=model)
-        ax.bar_label(bars, labels=[f"{m:.2f}" for m in means], fontsize=7, padding=2)
+        label = f"teacher ({teacher_arch})" if model == "teacher" else f"{model} student"
+        bars = ax.bar(xs, means, width, yerr=errs, capsize=3, label=label)
+        ax.bar_label(
+            bars, labels=[f"{m:.2f}" for m in means], label_type="center", fontsize=7,
+            color="white", rotation=90,
+        )  # fmt: skip
     ax.set_xticks(np.arange(len(augs)), augs)
     ax.set_xlabel("teacher augmentation")
-    ax.set_ylabel(f"accuracy ({split})")
-    ax.set_ylim(0, 1.08)
-    n_seeds = len(results.cfg["seeds"])
-    ax.set_title(f"Teacher vs KD student accuracy ({selection} weights, {n_seeds} seed(s))")
-    ax.legend(loc="lower right", fontsize=8, ncols=len(models))
+    ax.set_ylabel(f"accuracy on {split}")
+    ax.set_ylim(0, 1.0)
+    spread = "mean ± std over" if n_seeds > 1 else "from"
+    ax.set_title(
+        f"Teacher vs KD student accuracy ({selection} weights; {spread} {n_seeds} seed(s))"
+    )
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -220,7 +231,9 @@ def plot_teacher_vs_student(results: Results, selection: str, path: str | os.Pat
 
 
 def render_experiment(
-    long_csv: str | os.PathLike[str], experiment_cfg: Mapping[str, Any], selections: Sequence[str],
+    long_csv: str | os.PathLike[str],
+    experiment_cfg: Mapping[str, Any],
+    selections: Sequence[str],
     out_dir: str | os.PathLike[str],
 ) -> None:
     """Write every table (CSV + Markdown) and figure of an experiment."""

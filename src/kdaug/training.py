@@ -10,14 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from kdaug.augment import build_augmentation
-from kdaug.data.canonical import Split, load_split
+from kdaug.data.canonical import load_split
 from kdaug.engine import DeviceData, Recipe, TrainState, cpu_state, evaluate, fit
 from kdaug.io import atomic_path
 from kdaug.losses import build_loss
@@ -44,42 +44,42 @@ def fingerprint(spec: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def model_for(spec: Mapping[str, Any], split: Split) -> Classifier:
-    arch = spec["arch"]
-    _, channels, height, width = split.images.shape
+def build_cell_model(
+    arch: Mapping[str, Any], num_classes: int, input_shape: Sequence[int]
+) -> Classifier:
+    """The network of a cell spec's ``arch`` entry for inputs of shape ``(C, H, W)``."""
+    channels, height, width = input_shape
     if height != width:
         raise ValueError(f"models expect square images; got {height}x{width}")
     return build_model(
         arch["model"],
-        num_classes=split.num_classes,
+        num_classes=num_classes,
         in_channels=channels,
         image_size=height,
         width=float(arch.get("width", 1.0)),
     )
 
 
-def load_model(
+def load_trained(
     path: str | os.PathLike[str], device: torch.device, selection: str = "last"
-) -> Classifier:
-    """Rebuild a trained model from its file, with the weights of ``selection``."""
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+) -> tuple[Classifier, dict[str, Any]]:
+    """Rebuild a trained model from its file with the weights of ``selection``.
+
+    Returns the model (on ``device``, eval mode) and the file's payload (spec, history...).
+    """
     if selection not in SELECTIONS:
         raise ValueError(f"selection must be one of {SELECTIONS}; got {selection!r}")
-    shape = payload["input_shape"]
-    model = build_model(
-        payload["spec"]["arch"]["model"],
-        num_classes=payload["num_classes"],
-        in_channels=shape[0],
-        image_size=shape[1],
-        width=float(payload["spec"]["arch"].get("width", 1.0)),
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    model = build_cell_model(
+        payload["spec"]["arch"], payload["num_classes"], payload["input_shape"]
     )
     weights = payload["state_dict"] if selection == "last" else payload["best_val"]["state_dict"]
     model.load_state_dict(weights)
-    return model.to(device).eval()
+    return model.to(device).eval(), payload
 
 
 def frozen_teacher(path: str | os.PathLike[str], device: torch.device) -> Classifier:
-    teacher = load_model(path, device, "last")
+    teacher, _ = load_trained(path, device, "last")
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher
@@ -107,7 +107,8 @@ def train_cell(
     norm = spec["normalization"]
     train = DeviceData.from_split(train_split, norm["mean"], norm["std"], device)
     val = DeviceData.from_split(val_split, norm["mean"], norm["std"], device)
-    model = model_for(spec, train_split).to(device)
+    model = build_cell_model(spec["arch"], train_split.num_classes, train_split.images.shape[1:])
+    model = model.to(device)
     augmentation = build_augmentation(spec["augmentation"]["name"], spec["augmentation"]["steps"])
     loss_fn = build_loss(spec["kd"] if teacher_path else {"loss": "ce"})
     teacher = frozen_teacher(teacher_path, device) if teacher_path else None

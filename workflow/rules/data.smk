@@ -5,14 +5,14 @@
 rule download_archive:
     output:
         f"{config['data']['downloads']}/{{archive}}",
-    params:
-        url=lambda w: config["archives"][w.archive]["url"],
-        checksum=lambda w: config["archives"][w.archive]["checksum"],
-        mirror=config["data"]["mirror"],
     log:
         "logs/download/{archive}.log",
     conda:
         CONDA_ENV
+    params:
+        url=lambda w: config["archives"][w.archive]["url"],
+        checksum=lambda w: config["archives"][w.archive]["checksum"],
+        mirror=config["data"]["mirror"],
     script:
         "../scripts/download_archive.py"
 
@@ -25,12 +25,12 @@ rule prepare_split:
         ],
     output:
         plan.DATA,
-    params:
-        dataset=lambda w: plan.dataset_params(config, w.dataset),
-        code=source_hash(["data", "io"]),
     log:
         "logs/data/{dataset}/{split}.log",
     conda:
         CONDA_ENV
+    params:
+        dataset=lambda w: plan.dataset_params(config, w.dataset),
+        code=source_hash(["data", "io"]),
     script:
         "../scripts/prepare_split.py"

@@ -7,16 +7,16 @@ rule extract_outputs:
         split=plan.DATA,
     output:
         plan.EVAL + ".npz",
-    params:
-        embeddings=lambda w: w.split in config["evaluation"]["embeddings_for"],
-        code=source_hash(["extract", "training", "models", "engine", "data", "io"]),
-    threads: config["runtime"]["threads"]
-    resources:
-        gpu=1,
     log:
         "logs/models/{dataset}/seed{seed}/{model}/eval/{selection}/{split}.extract.log",
     conda:
         CONDA_ENV
+    threads: config["runtime"]["threads"]
+    resources:
+        gpu=1,
+    params:
+        embeddings=lambda w: w.split in config["evaluation"]["embeddings_for"],
+        code=source_hash(["extract", "training", "models", "engine", "data", "io"]),
     script:
         "../scripts/extract_outputs.py"
 
@@ -26,14 +26,14 @@ rule compute_metrics:
         plan.EVAL + ".npz",
     output:
         plan.EVAL + ".json",
+    log:
+        "logs/models/{dataset}/seed{seed}/{model}/eval/{selection}/{split}.metrics.log",
+    conda:
+        CONDA_ENV
     params:
         cell=lambda w: plan.cell_from_wildcards(w.dataset, w.seed, w.model).identity(),
         metrics=config["evaluation"]["metrics"],
         ece_bins=config["evaluation"]["ece_bins"],
         code=source_hash(["metrics", "evaluation", "io"]),
-    log:
-        "logs/models/{dataset}/seed{seed}/{model}/eval/{selection}/{split}.metrics.log",
-    conda:
-        CONDA_ENV
     script:
         "../scripts/compute_metrics.py"

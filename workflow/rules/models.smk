@@ -2,7 +2,9 @@
 # (teacher, KD method, student arch, student augmentation). The cell's full spec is a
 # param, and so is a hash of the library code that trains it: changing either reruns it.
 
-TRAIN_CODE = source_hash(["augment", "engine", "losses", "models", "training", "data", "io"])
+TRAIN_CODE = source_hash(
+    ["augment", "engine", "losses", "models", "training", "data", "io"]
+)
 
 
 rule train_teacher:
@@ -11,16 +13,16 @@ rule train_teacher:
         val=plan.DATA.replace("{split}", "val"),
     output:
         plan.TEACHER_DIR + "/model.pt",
-    params:
-        spec=lambda w: plan.teacher_spec(config, w.dataset, w.seed, w.tarch, w.taug),
-        code=TRAIN_CODE,
-    threads: config["runtime"]["threads"]
-    resources:
-        gpu=1,
     log:
         "logs/models/{dataset}/seed{seed}/{tarch}-{taug}/train.log",
     conda:
         CONDA_ENV
+    threads: config["runtime"]["threads"]
+    resources:
+        gpu=1,
+    params:
+        spec=lambda w: plan.teacher_spec(config, w.dataset, w.seed, w.tarch, w.taug),
+        code=TRAIN_CODE,
     script:
         "../scripts/train.py"
 
@@ -32,17 +34,17 @@ rule distill_student:
         teacher=plan.TEACHER_DIR + "/model.pt",
     output:
         plan.STUDENT_DIR + "/model.pt",
+    log:
+        "logs/models/{dataset}/seed{seed}/{tarch}-{taug}/{kd}/{sarch}-{saug}/train.log",
+    conda:
+        CONDA_ENV
+    threads: config["runtime"]["threads"]
+    resources:
+        gpu=1,
     params:
         spec=lambda w: plan.student_spec(
             config, w.dataset, w.seed, w.tarch, w.taug, w.kd, w.sarch, w.saug
         ),
         code=TRAIN_CODE,
-    threads: config["runtime"]["threads"]
-    resources:
-        gpu=1,
-    log:
-        "logs/models/{dataset}/seed{seed}/{tarch}-{taug}/{kd}/{sarch}-{saug}/train.log",
-    conda:
-        CONDA_ENV
     script:
         "../scripts/train.py"

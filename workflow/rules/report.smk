@@ -3,7 +3,9 @@
 
 rule collect_metrics:
     input:
-        lambda w: [e.metrics_file for e in plan.experiment_evaluations(config, w.experiment)],
+        lambda w: [
+            e.metrics_file for e in plan.experiment_evaluations(config, w.experiment)
+        ],
     output:
         plan.EXPERIMENT + "/metrics.csv",
     log:
@@ -19,13 +21,13 @@ rule render_report:
         plan.EXPERIMENT + "/metrics.csv",
     output:
         [plan.EXPERIMENT + "/" + f for f in render.report_files(config)],
-    params:
-        experiment=lambda w: config["experiments"][w.experiment],
-        selections=config["evaluation"]["selections"],
-        code=source_hash(["render", "io"]),
     log:
         "logs/experiments/{experiment}/render.log",
     conda:
         CONDA_ENV
+    params:
+        experiment=lambda w: config["experiments"][w.experiment],
+        selections=config["evaluation"]["selections"],
+        code=source_hash(["render", "io"]),
     script:
         "../scripts/render_report.py"

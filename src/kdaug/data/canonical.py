@@ -82,9 +82,8 @@ def save_split(path: str | os.PathLike[str], split: Split) -> None:
     }
     if split.soft_labels is not None:
         arrays["soft_labels"] = split.soft_labels.astype(np.float64)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
 
 
 def load_split(path: str | os.PathLike[str]) -> Split:
@@ -115,7 +114,10 @@ def stratified_holdout(labels: np.ndarray, size: int, seed: int) -> tuple[np.nda
     take = np.floor(quota).astype(int)
     remainder_order = np.argsort(-(quota - take), kind="stable")
     take[remainder_order[: size - take.sum()]] += 1
-    held = [rng.choice(np.flatnonzero(labels == c), k, replace=False) for c, k in zip(classes, take, strict=True)]
+    held = [
+        rng.choice(np.flatnonzero(labels == c), k, replace=False)
+        for c, k in zip(classes, take, strict=True)
+    ]
     held_out = np.sort(np.concatenate(held)) if held else np.array([], dtype=int)
     kept = np.setdiff1d(np.arange(len(labels)), held_out)
     return kept, held_out

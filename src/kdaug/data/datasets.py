@@ -107,7 +107,9 @@ def _build_digits(split: str, archives: Mapping[str, Path], params: Mapping[str,
         if split == "test":
             return test
         shift = params["shift"]
-        images = shift_images(test.images, int(shift["seed"]), shift["contrast"], shift["noise_std"])
+        images = shift_images(
+            test.images, int(shift["seed"]), shift["contrast"], shift["noise_std"]
+        )
         provenance = {**test.provenance, "shift": dict(shift)}
         return Split(images, test.labels, test.class_names, provenance)
     return _holdout(full.subset(train_idx), split, params)
