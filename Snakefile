@@ -19,7 +19,8 @@ wildcard_constraints:
     **plan.WILDCARDS,
 
 
-CONDA_ENV = "envs/kdaug.yaml"
+# conda: paths are relative to the rule files in workflow/rules/.
+CONDA_ENV = "../../envs/kdaug.yaml"
 
 
 include: "workflow/rules/data.smk"

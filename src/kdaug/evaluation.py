@@ -16,7 +16,7 @@ from kdaug.metrics import EvalData, compute_metrics
 from kdaug.render import write_long_csv
 
 
-def load_eval_data(path: str | os.PathLike[str]) -> EvalData:
+def load_eval_data(path: str | os.PathLike[str], **options: Any) -> EvalData:
     with np.load(path, allow_pickle=False) as f:
         embeddings = f["embeddings"].astype(np.float64) if "embeddings" in f.files else None
         return EvalData(
@@ -24,6 +24,7 @@ def load_eval_data(path: str | os.PathLike[str]) -> EvalData:
             labels=f["labels"],
             embeddings=embeddings,
             num_classes=len(f["class_names"]),
+            options=dict(options),
         )
 
 
@@ -41,9 +42,9 @@ def metrics_file(
 
     Embedding metrics are skipped (not failed) when the split has no stored embeddings.
     """
-    data = load_eval_data(outputs_path)
+    data = load_eval_data(outputs_path, ece_bins=ece_bins)
     names = [m for m in metrics if data.embeddings is not None or m != "class_discrimination"]
-    values = compute_metrics(data, names, ece_bins=ece_bins)
+    values = compute_metrics(data, names)
     write_json(
         output,
         {

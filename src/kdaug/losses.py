@@ -77,6 +77,7 @@ def hinton(temperature: float, alpha: float) -> HintonKD:
 
 
 def build_loss(spec: dict) -> LossFn:
-    """``{"loss": "hinton", "temperature": 20, "alpha": 0.5}`` -> a loss callable."""
-    params = {k: v for k, v in spec.items() if k != "loss"}
+    """``{"loss": "hinton", "temperature": 20, "alpha": 0.5}`` -> a loss callable (a ``name``
+    key, the config entry's name, is ignored)."""
+    params = {k: v for k, v in spec.items() if k not in ("loss", "name")}
     return LOSSES.get(spec["loss"])(**params)

@@ -1,0 +1,350 @@
+"""Evaluation metrics on stored logits / embeddings (NumPy only: metric jobs start fast).
+
+Each metric is registered under the name the config lists (``evaluation.metrics``), takes
+one :class:`EvalData` and returns a flat dict of named floats; :func:`compute_metrics`
+merges them. Nothing here imports torch.
+
+Registered names and the keys they return:
+
+=======================  =====================================================
+``accuracy``             ``accuracy``
+``nll``                  ``test_loss``
+``precision_recall_f1``  ``precision_macro``, ``recall_macro``, ``f1_macro``
+``ece``                  ``ece``
+``class_separability``   ``class_separability``
+``class_discrimination`` ``cohesion``, ``adhesion``, ``class_discrimination``
+=======================  =====================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from kdaug.registry import Registry
+
+EPS = 1e-12
+"""Probabilities are clipped at this before a log (KL divergences), so ``log 0`` never occurs."""
+
+DEFAULT_ECE_BINS = 15
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def log_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """``log softmax(z / T)`` over the last axis, stable: ``z - max z - log sum exp(z - max z)``."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """``p_c = exp(z_c / T) / sum_k exp(z_k / T)`` over the last axis (via :func:`log_softmax`,
+    so large logits neither overflow nor give NaN)."""
+    return np.exp(log_softmax(logits, temperature))
+
+
+def _clipped_log(p: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(p, EPS, None))
+
+
+def kl_divergence(p: np.ndarray, q: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``KL(p || q) = sum p log(p / q)`` along ``axis`` (broadcasting ``p`` against ``q``).
+
+    Both distributions are clipped at ``EPS = 1e-12`` inside the logs: a zero in ``p``
+    contributes ``0 * log(...) = 0`` and a zero in ``q`` gives a large but finite value.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    return np.sum(p * (_clipped_log(p) - _clipped_log(q)), axis=axis)
+
+
+def pairwise_kl(p: np.ndarray) -> np.ndarray:
+    """``M[i, j] = KL(p_i || p_j)`` for the rows of ``p`` (K, C), as :func:`kl_divergence`.
+
+    Uses ``KL(p_i || p_j) = sum_c p_ic log p_ic - (P @ log(P)^T)_ij``: O(K^2) memory
+    instead of the (K, K, C) array that broadcasting would build.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    logp = _clipped_log(p)
+    out = np.sum(p * logp, axis=1)[:, None] - p @ logp.T
+    np.fill_diagonal(out, 0.0)  # exactly 0, not a rounding residue of either sign
+    return out
+
+
+def class_sums(values: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per class present in ``labels``: (classes (K,), counts (K,), row sums of ``values`` (K, D)).
+
+    Classes are in increasing order; classes with no sample do not appear.
+    """
+    classes, index = np.unique(labels, return_inverse=True)
+    sums = np.zeros((len(classes), values.shape[1]))
+    np.add.at(sums, index, values)
+    return classes, np.bincount(index, minlength=len(classes)), sums
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True, eq=False)
+class EvalData:
+    """One model's outputs on one split: what every metric reads.
+
+    ``logits`` (N, C) float, ``labels`` (N,) int in ``[0, num_classes)``, optional
+    ``embeddings`` (N, D) float (penultimate features), and ``options`` for metric
+    settings (``{"ece_bins": 15}``). ``probs`` and ``predictions`` are derived once, lazily.
+    """
+
+    logits: np.ndarray
+    labels: np.ndarray
+    num_classes: int
+    embeddings: np.ndarray | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        logits = np.asarray(self.logits, dtype=np.float64)
+        labels = np.asarray(self.labels)
+        if logits.ndim != 2 or logits.shape[0] == 0:
+            raise ValueError(f"logits must be (N, C) with N >= 1, got shape {logits.shape}")
+        n, c = logits.shape
+        if c != self.num_classes:
+            raise ValueError(f"logits have {c} columns but num_classes is {self.num_classes}")
+        if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"labels must be ({n},) integers, got {labels.dtype} {labels.shape}")
+        if labels.min() < 0 or labels.max() >= c:
+            raise ValueError(f"labels must lie in [0, {c}), got [{labels.min()}, {labels.max()}]")
+        object.__setattr__(self, "logits", logits)
+        object.__setattr__(self, "labels", labels.astype(np.int64))  # uint8 would overflow
+        if self.embeddings is not None:
+            embeddings = np.asarray(self.embeddings, dtype=np.float64)
+            if embeddings.ndim != 2 or embeddings.shape[0] != n:
+                raise ValueError(f"embeddings must be ({n}, D), got shape {embeddings.shape}")
+            object.__setattr__(self, "embeddings", embeddings)
+
+    @cached_property
+    def probs(self) -> np.ndarray:
+        """Softmax of the logits (T = 1), (N, C)."""
+        return softmax(self.logits)
+
+    @cached_property
+    def predictions(self) -> np.ndarray:
+        """Argmax class per sample (ties: the lowest index), (N,)."""
+        return self.logits.argmax(axis=1)
+
+
+Metric = Callable[[EvalData], dict[str, float]]
+METRICS = Registry[Metric]("metric")
+
+
+def compute_metrics(data: EvalData, names: Sequence[str]) -> dict[str, float]:
+    """The merged outputs of the registered metrics ``names`` (a repeated name runs once)."""
+    out: dict[str, float] = {}
+    for name in dict.fromkeys(names):
+        values = METRICS.get(name)(data)
+        clash = out.keys() & values.keys()
+        if clash:
+            raise ValueError(f"metric {name!r} returns keys already computed: {sorted(clash)}")
+        out |= {k: float(v) for k, v in values.items()}
+    return out
+
+
+# --------------------------------------------------------------------------- classification
+
+
+@METRICS.register("accuracy")
+def accuracy(data: EvalData) -> dict[str, float]:
+    """Fraction of samples whose argmax logit is the true class."""
+    return {"accuracy": float(np.mean(data.predictions == data.labels))}
+
+
+@METRICS.register("nll")
+def nll(data: EvalData) -> dict[str, float]:
+    """Mean cross-entropy ``-1/N sum_n log p_{n, y_n}`` (the papers' "test loss"),
+    from :func:`log_softmax` of the logits, so a confident mistake stays finite."""
+    logp = log_softmax(data.logits)
+    return {"test_loss": float(-logp[np.arange(len(data.labels)), data.labels].mean())}
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """``M[i, j]`` = number of samples of true class i predicted as j, (C, C)."""
+    flat = np.asarray(labels) * num_classes + np.asarray(predictions)
+    return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def _safe_divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a / b`` with 0 where ``b == 0`` (scikit-learn's ``zero_division=0``)."""
+    return np.divide(a, b, out=np.zeros_like(a, dtype=np.float64), where=b > 0)
+
+
+@METRICS.register("precision_recall_f1")
+def precision_recall_f1(data: EvalData) -> dict[str, float]:
+    """Macro averages over all ``num_classes`` classes.
+
+    Per class: ``P = TP / (TP + FP)``, ``R = TP / (TP + FN)``, ``F1 = 2PR / (P + R)``; a class
+    never predicted has P = 0, a class absent from the labels R = 0, and P = R = 0 gives
+    F1 = 0 (scikit-learn's ``zero_division=0``). Macro F1 is the mean of the per-class F1
+    (scikit-learn's definition), not the F1 of the macro P and R.
+    """
+    cm = confusion_matrix(data.labels, data.predictions, data.num_classes).astype(np.float64)
+    tp = np.diag(cm)
+    precision = _safe_divide(tp, cm.sum(axis=0))
+    recall = _safe_divide(tp, cm.sum(axis=1))
+    f1 = _safe_divide(2 * precision * recall, precision + recall)
+    return {
+        "precision_macro": float(precision.mean()),
+        "recall_macro": float(recall.mean()),
+        "f1_macro": float(f1.mean()),
+    }
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def reliability_bins(
+    probs: np.ndarray, labels: np.ndarray, n_bins: int = DEFAULT_ECE_BINS
+) -> dict[str, np.ndarray]:
+    """Confidence histogram for reliability diagrams and the ECE.
+
+    Confidence is the max probability; bin m (0-based) holds confidences in
+    ``(m / M, (m + 1) / M]``, the first bin also 0, compared against the same float edges
+    as the bins report (as Guo et al.'s reference code). Returns arrays of length M:
+    ``bin_lower``, ``bin_upper``, ``count`` (int), ``accuracy`` (fraction of argmax
+    predictions that are correct) and ``confidence`` (mean max probability); the last two
+    are NaN for empty bins.
+    """
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    probs = np.asarray(probs, dtype=np.float64)
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == np.asarray(labels)).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # searchsorted(upper, c, "left") = the m with upper[m-1] < c <= upper[m]
+    index = np.minimum(np.searchsorted(edges[1:], confidence, side="left"), n_bins - 1)
+    count = np.bincount(index, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bin_accuracy = np.bincount(index, weights=correct, minlength=n_bins) / count
+        bin_confidence = np.bincount(index, weights=confidence, minlength=n_bins) / count
+    return {
+        "bin_lower": edges[:-1],
+        "bin_upper": edges[1:],
+        "count": count,
+        "accuracy": bin_accuracy,
+        "confidence": bin_confidence,
+    }
+
+
+def expected_calibration_error(
+    probs: np.ndarray, labels: np.ndarray, n_bins: int = DEFAULT_ECE_BINS
+) -> float:
+    """``ECE = sum_m |B_m| / N * |acc(B_m) - conf(B_m)|`` over the equal-width confidence
+    bins of :func:`reliability_bins` (Guo et al. 2017; the calibration metric of Das et al.
+    2020); empty bins contribute nothing."""
+    bins = reliability_bins(probs, labels, n_bins)
+    filled = bins["count"] > 0
+    gaps = np.abs(bins["accuracy"][filled] - bins["confidence"][filled])
+    return float(np.sum(bins["count"][filled] * gaps) / bins["count"].sum())
+
+
+@METRICS.register("ece")
+def ece(data: EvalData) -> dict[str, float]:
+    """Expected calibration error with ``options["ece_bins"]`` bins (default 15)."""
+    n_bins = int(data.options.get("ece_bins", DEFAULT_ECE_BINS))
+    return {"ece": expected_calibration_error(data.probs, data.labels, n_bins)}
+
+
+# --------------------------------------------------------------------------- Das et al. 2020
+
+
+def class_mean_probabilities(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``p_k`` = mean predicted distribution over the samples whose true class is k, one row
+    per class present in ``labels`` (in increasing class order), (K, C)."""
+    _, counts, sums = class_sums(np.asarray(probs, dtype=np.float64), labels)
+    return sums / counts[:, None]
+
+
+def class_separability_score(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Das et al. (2020): ``S_f = 1/C^2 sum_i sum_j KL(p_{f,i} || p_{f,j})``.
+
+    ``p_{f,k}`` is model f's mean predicted distribution over the samples of true class k
+    (:func:`class_mean_probabilities`); KL as :func:`kl_divergence` (clipped at 1e-12).
+    Classes with no sample are left out, and C counts only the classes present.
+    """
+    means = class_mean_probabilities(probs, labels)
+    return float(pairwise_kl(means).sum() / len(means) ** 2)
+
+
+@METRICS.register("class_separability")
+def class_separability(data: EvalData) -> dict[str, float]:
+    """:func:`class_separability_score` of the softmax outputs."""
+    return {"class_separability": class_separability_score(data.probs, data.labels)}
+
+
+def standardize(x: np.ndarray) -> np.ndarray:
+    """Per-feature z-scores over samples, ``(x - mean) / std`` (population std);
+    features with zero std become 0."""
+    x = np.asarray(x, dtype=np.float64)
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    return np.divide(x - mean, std, out=np.zeros_like(x), where=std > 0)
+
+
+def cohesion_adhesion(embeddings: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Das et al. (2020) sec. 3.4: mean cohesion and mean adhesion of the classes.
+
+    Embeddings are standardised (:func:`standardize`) and compared by cosine similarity
+    ``S(a, b) = u_a . u_b`` with ``u = z / |z|`` (a sample whose standardised vector is 0
+    gets ``u = 0``, i.e. similarity 0 to everything).
+
+    * Cohesion ``C(i)``: the mean of S over the ``N_i (N_i - 1) / 2`` distinct pairs within
+      class i. The paper prints the normaliser ``1 / (N (N - 1))`` for a sum over pairs
+      ``i < j``, which would halve the mean (at most 0.5); its published cohesions
+      (0.739-0.917) are consistent only with the true mean, used here. Classes with fewer
+      than 2 samples have no pair and are left out.
+    * Adhesion ``A(i, j)``: the mean of S over all ``N_i N_j`` pairs across classes i and j.
+
+    Returns ``(mean_i C(i), mean_{i<j} A(i, j))`` over the classes present (NaN where there
+    is no class with 2 samples, or fewer than 2 classes).
+
+    Vectorised without an N x N similarity matrix: with class sums ``s_i = sum_{a in i} u_a``,
+    ``sum_{a, b in i} u_a . u_b = |s_i|^2``, so the sum over ordered distinct pairs is
+    ``|s_i|^2 - sum_{a in i} |u_a|^2`` and the cross-class sum is ``s_i . s_j``: O(N D + K^2 D)
+    time and O(N D) memory.
+    """
+    z = standardize(embeddings)
+    norms = np.linalg.norm(z, axis=1, keepdims=True)
+    u = np.divide(z, norms, out=np.zeros_like(z), where=norms > 0)
+    nonzero = (norms > 0).astype(np.float64)  # |u_a|^2: 1, or 0 for a zero vector
+    # one grouping pass: per class, the sum of u (columns :-1) and of |u_a|^2 (last column)
+    _, counts, sums = class_sums(np.hstack([u, nonzero]), labels)
+    s, self_similarity = sums[:, :-1], sums[:, -1]
+    gram = s @ s.T
+    counts = counts.astype(np.float64)
+    paired = counts >= 2
+    within = (np.diag(gram) - self_similarity)[paired] / (counts * (counts - 1))[paired]
+    upper = np.triu_indices(len(counts), k=1)
+    cross = gram[upper] / np.outer(counts, counts)[upper]
+    cohesion = float(within.mean()) if within.size else float("nan")
+    adhesion = float(cross.mean()) if cross.size else float("nan")
+    return cohesion, adhesion
+
+
+@METRICS.register("class_discrimination")
+def class_discrimination(data: EvalData) -> dict[str, float]:
+    """Das et al. (2020) sec. 3.4: ``D = (mean_i C(i) - mean_{i<j} A(i, j)) / sqrt(d)``,
+    d the embedding dimension; cohesion and adhesion as :func:`cohesion_adhesion`."""
+    if data.embeddings is None:
+        raise ValueError(
+            "metric 'class_discrimination' needs embeddings, but this EvalData has none"
+        )
+    cohesion, adhesion = cohesion_adhesion(data.embeddings, data.labels)
+    return {
+        "cohesion": cohesion,
+        "adhesion": adhesion,
+        "class_discrimination": (cohesion - adhesion) / float(np.sqrt(data.embeddings.shape[1])),
+    }
