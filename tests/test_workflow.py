@@ -97,7 +97,7 @@ def test_lint_is_clean(wd: Path) -> None:
 def test_one_cell_target_builds_exactly_that_cell(wd: Path) -> None:
     cell = plan.Cell("digits", 0, "resnet18", "cutmix", "hinton_t20", "lenet", "none")
     target = cell.eval_file("last", "test", "json")
-    out = snakemake(wd, "-n", "--cores", "2", "--configfile", "config/demo.yaml", target).stdout
+    out = snakemake(wd, target, "-n", "--cores", "2", "--configfile", "config/demo.yaml").stdout
     assert job_counts(out) == {
         "compute_metrics": 1,
         "distill_student": 1,

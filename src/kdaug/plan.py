@@ -44,6 +44,15 @@ TEACHER_DIR = MODELS + "/{tarch}-{taug}"
 STUDENT_DIR = TEACHER_DIR + "/{kd}/{sarch}-{saug}"
 EVAL = MODELS + "/{model}/eval/{selection}/{split}"
 EXPERIMENT = "results/experiments/{experiment}"
+# Full file paths the rules name (composed here so the rules stay plain wiring).
+TRAIN_SPLIT = DATA.replace("{split}", "train")
+VAL_SPLIT = DATA.replace("{split}", "val")
+TEACHER_MODEL = f"{TEACHER_DIR}/model.pt"
+STUDENT_MODEL = f"{STUDENT_DIR}/model.pt"
+ANY_MODEL = f"{MODELS}/{{model}}/model.pt"
+EVAL_LOGITS = f"{EVAL}.npz"
+EVAL_METRICS = f"{EVAL}.json"
+METRICS_CSV = f"{EXPERIMENT}/metrics.csv"
 
 
 @dataclass(frozen=True)
@@ -234,8 +243,9 @@ def student_spec(
     }
 
 
-def experiment_outputs(config: Mapping[str, Any], experiment: str) -> list[str]:
-    """The tables and figures rule ``all`` asks for (see :mod:`kdaug.render`)."""
+def experiment_outputs(config: Mapping[str, Any], experiment: str = "{experiment}") -> list[str]:
+    """The tables and figures of one experiment (see :mod:`kdaug.render`); with the
+    default argument, the patterns with an ``{experiment}`` wildcard."""
     from kdaug.render import report_files
 
     base = EXPERIMENT.format(experiment=experiment)

@@ -3,10 +3,10 @@
 
 rule extract_outputs:
     input:
-        model=plan.MODELS + "/{model}/model.pt",
+        model=plan.ANY_MODEL,
         split=plan.DATA,
     output:
-        plan.EVAL + ".npz",
+        plan.EVAL_LOGITS,
     log:
         "logs/models/{dataset}/seed{seed}/{model}/eval/{selection}/{split}.extract.log",
     conda:
@@ -23,9 +23,9 @@ rule extract_outputs:
 
 rule compute_metrics:
     input:
-        plan.EVAL + ".npz",
+        plan.EVAL_LOGITS,
     output:
-        plan.EVAL + ".json",
+        plan.EVAL_METRICS,
     log:
         "logs/models/{dataset}/seed{seed}/{model}/eval/{selection}/{split}.metrics.log",
     conda:

@@ -9,10 +9,10 @@ TRAIN_CODE = source_hash(
 
 rule train_teacher:
     input:
-        train=plan.DATA.replace("{split}", "train"),
-        val=plan.DATA.replace("{split}", "val"),
+        train=plan.TRAIN_SPLIT,
+        val=plan.VAL_SPLIT,
     output:
-        plan.TEACHER_DIR + "/model.pt",
+        plan.TEACHER_MODEL,
     log:
         "logs/models/{dataset}/seed{seed}/{tarch}-{taug}/train.log",
     conda:
@@ -29,11 +29,11 @@ rule train_teacher:
 
 rule distill_student:
     input:
-        train=plan.DATA.replace("{split}", "train"),
-        val=plan.DATA.replace("{split}", "val"),
-        teacher=plan.TEACHER_DIR + "/model.pt",
+        train=plan.TRAIN_SPLIT,
+        val=plan.VAL_SPLIT,
+        teacher=plan.TEACHER_MODEL,
     output:
-        plan.STUDENT_DIR + "/model.pt",
+        plan.STUDENT_MODEL,
     log:
         "logs/models/{dataset}/seed{seed}/{tarch}-{taug}/{kd}/{sarch}-{saug}/train.log",
     conda:

@@ -7,7 +7,7 @@ rule collect_metrics:
             e.metrics_file for e in plan.experiment_evaluations(config, w.experiment)
         ],
     output:
-        plan.EXPERIMENT + "/metrics.csv",
+        plan.METRICS_CSV,
     log:
         "logs/experiments/{experiment}/collect.log",
     conda:
@@ -18,9 +18,9 @@ rule collect_metrics:
 
 rule render_report:
     input:
-        plan.EXPERIMENT + "/metrics.csv",
+        plan.METRICS_CSV,
     output:
-        [plan.EXPERIMENT + "/" + f for f in render.report_files(config)],
+        plan.experiment_outputs(config),
     log:
         "logs/experiments/{experiment}/render.log",
     conda:

@@ -6,6 +6,7 @@ checksum matches, so a killed or corrupt download never looks like a finished on
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import shutil
 import sys
@@ -39,18 +40,53 @@ def file_digest(path: Path, algo: str) -> str:
     return h.hexdigest()
 
 
-def verify(path: Path, checksum: str, *, name: str) -> None:
-    """Raise :class:`ChecksumError` naming the file if its digest is not ``checksum``."""
+def content_digest(path: Path, algo: str) -> str:
+    """Digest of a gzip file's decompressed content (what recompression leaves unchanged)."""
+    h = hashlib.new(algo)
+    try:
+        with gzip.open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(CHUNK), b""):
+                h.update(chunk)
+    except (OSError, EOFError) as err:
+        raise ChecksumError(f"{path.name}: not a complete gzip file ({err})") from err
+    return h.hexdigest()
+
+
+def verify(path: Path, checksum: str, *, name: str, content_checksum: str | None = None) -> str:
+    """Check ``path`` against its pinned digest; return how it was verified.
+
+    ``content_checksum`` (gzip files only) pins the *decompressed* bytes: repackagers such
+    as Debian's ``dataset-fashion-mnist`` recompress the official ``.gz`` files, which
+    changes the archive digest but not the data. The archive digest is tried first.
+    Raises :class:`ChecksumError` naming the file and both expectations otherwise.
+    """
     algo, expected = parse_checksum(checksum)
     actual = file_digest(path, algo)
-    if actual != expected:
+    if actual == expected:
+        return f"archive {algo}"
+    hint = "truncated or corrupt download, or a different file"
+    if content_checksum is not None:
+        calgo, cexpected = parse_checksum(content_checksum)
+        cactual = content_digest(path, calgo)
+        if cactual == cexpected:
+            return f"decompressed-content {calgo} (archive {algo} {actual} differs: recompressed)"
         raise ChecksumError(
-            f"{name}: {algo} is {actual}, expected {expected} "
-            f"(truncated or corrupt download, or a different file)"
+            f"{name}: {algo} is {actual}, expected {expected}; decompressed {calgo} is "
+            f"{cactual}, expected {cexpected} ({hint})"
         )
+    raise ChecksumError(f"{name}: {algo} is {actual}, expected {expected} ({hint})")
+
+
+def _progress_line(label: str, done: int, total: int | None, seconds: float) -> str:
+    rate = done / max(seconds, 1e-9)
+    eta = f", ETA {(total - done) / rate:.0f}s" if total and rate > 0 else ""
+    size = f"/{total / 1e6:.1f}" if total else ""
+    return f"{label}: {done / 1e6:.1f}{size} MB at {rate / 1e6:.1f} MB/s{eta}"
 
 
 def _copy_with_progress(src: BinaryIO, dst: BinaryIO, total: int | None, label: str) -> None:
+    """Copy in chunks, printing bytes, rate and ETA about once a second; a stream that
+    ends before its announced length is a truncated download."""
     done, start, last = 0, time.monotonic(), 0.0
     for chunk in iter(lambda: src.read(CHUNK), b""):
         dst.write(chunk)
@@ -58,38 +94,44 @@ def _copy_with_progress(src: BinaryIO, dst: BinaryIO, total: int | None, label: 
         now = time.monotonic()
         if now - last >= 1.0:
             last = now
-            rate = done / max(now - start, 1e-9)
-            eta = f", ETA {(total - done) / rate:.0f}s" if total and rate > 0 else ""
-            size = f"/{total / 1e6:.1f}" if total else ""
-            print(
-                f"{label}: {done / 1e6:.1f}{size} MB at {rate / 1e6:.1f} MB/s{eta}",
-                file=sys.stderr,
-                flush=True,
-            )
+            print(_progress_line(label, done, total, now - start), file=sys.stderr, flush=True)
+    print(_progress_line(label, done, total, time.monotonic() - start), file=sys.stderr, flush=True)
+    if total is not None and done != total:
+        raise ChecksumError(f"{label}: truncated download, got {done} of {total} bytes")
 
 
 def fetch_archive(
-    filename: str, url: str, checksum: str, dest: Path, mirror: Path | None = None
-) -> Path:
-    """Place ``filename`` at ``dest`` from ``mirror`` (if given) or ``url``, verified.
+    key: str,
+    url: str,
+    checksum: str,
+    dest: Path,
+    mirror: Path | None = None,
+    content_checksum: str | None = None,
+) -> str:
+    """Place archive ``key`` at ``dest`` from ``mirror`` (if given) or ``url``, verified.
 
-    With a mirror directory the file must exist there under its official name; a missing
-    file is an error that names the file and the URL to fetch it from.
+    ``key`` is ``<folder>/<official file name>`` (for example
+    ``fashion-mnist/train-images-idx3-ubyte.gz``); a mirror directory holds the same
+    layout, so ``/usr/share/datasets`` of Debian's dataset packages is a mirror as is. A
+    file missing from the mirror is an error naming the file and the URL to fetch it from.
+    Returns how the file was verified (see :func:`verify`).
     """
     dest = Path(dest)
     with atomic_path(dest) as tmp:
         if mirror is not None:
-            source = Path(mirror) / filename
+            source = Path(mirror) / key
             if not source.is_file():
                 raise FileNotFoundError(
-                    f"{filename} is not in the mirror directory {mirror}; "
+                    f"{key} is not in the mirror directory {mirror} (looked for {source}); "
                     f"download it from {url} and put it there"
                 )
+            print(f"{key}: copying from mirror {source}", file=sys.stderr, flush=True)
             shutil.copyfile(source, tmp)
         else:
             request = urllib.request.Request(url, headers={"User-Agent": "kdaug"})
             with urllib.request.urlopen(request) as response, open(tmp, "wb") as out:
                 length = response.headers.get("Content-Length")
-                _copy_with_progress(response, out, int(length) if length else None, filename)
-        verify(tmp, checksum, name=filename)
-    return dest
+                _copy_with_progress(response, out, int(length) if length else None, key)
+        how = verify(tmp, checksum, name=key, content_checksum=content_checksum)
+        print(f"{key}: verified by {how}", file=sys.stderr, flush=True)
+    return how
