@@ -7,7 +7,7 @@ CORES ?= 2
 BIN := $(VENV)/bin
 SNAKEMAKE := $(BIN)/snakemake
 
-.PHONY: setup demo test lint format dryrun clean-demo
+.PHONY: setup demo fashion test lint format dryrun clean-demo
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ setup: $(VENV)/.installed
 demo: setup
 	$(SNAKEMAKE) --cores $(CORES) --resources gpu=1 --configfile config/demo.yaml \
 		--printshellcmds --show-failed-logs
+
+# Offline medium-size run: real Fashion-MNIST from Debian's dataset-fashion-mnist (mirror).
+fashion: setup
+	$(SNAKEMAKE) --cores $(CORES) --resources gpu=1 --configfile config/fashion.yaml \
+		$(FASHION_LAYERS) --printshellcmds --show-failed-logs
 
 # pytest exits 5 when it collects no tests; say so rather than pass silently or fail.
 test: setup

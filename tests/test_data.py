@@ -1,22 +1,14 @@
-"""Canonical split files, the digits demo dataset, CIFAR readers and verified fetching."""
+"""Canonical split files, the digits demo dataset and verified fetching (the official
+archive formats are tested in test_archives.py)."""
 
 import hashlib
-import io
-import pickle
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from kdaug.data.canonical import Split, load_split, save_split, stratified_holdout
-from kdaug.data.datasets import (
-    CIFAR10_ARCHIVE,
-    CIFAR10_CLASSES,
-    build_split,
-    read_cinic10_imagenet_test,
-    shift_images,
-)
+from kdaug.data.datasets import build_split, shift_images
 from kdaug.data.download import ChecksumError, fetch_archive, parse_checksum
 
 DIGITS = {
@@ -89,67 +81,6 @@ def test_shifted_split_is_a_deterministic_corruption(digits: dict[str, Split]) -
     np.testing.assert_array_equal(again, shifted.images)
     # Contrast 0.6 around 128 shrinks the spread of pixel values.
     assert shifted.images.std() < test.images.std()
-
-
-def _cifar_tarball(path: Path, n_per_batch: int = 4) -> None:
-    rng = np.random.default_rng(0)
-    with tarfile.open(path, "w:gz") as tar:
-
-        def add(name: str, obj: object) -> None:
-            data = pickle.dumps(obj)
-            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-
-        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-            add(name, {
-                b"data": rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
-                b"labels": list(rng.integers(0, 10, n_per_batch)),
-            })  # fmt: skip
-        add("batches.meta", {b"label_names": [c.encode() for c in CIFAR10_CLASSES]})
-
-
-def test_cifar10_reader_on_an_official_format_tarball(tmp_path: Path) -> None:
-    archive = tmp_path / CIFAR10_ARCHIVE
-    _cifar_tarball(archive)
-    params = {
-        "val_size": 4,
-        "split_seed": 0,
-        "archives": {
-            CIFAR10_ARCHIVE: {"url": "https://example/c10", "checksum": "md5:" + "0" * 32}
-        },
-    }
-    train = build_split("cifar10", "train", {CIFAR10_ARCHIVE: archive}, params)
-    val = build_split("cifar10", "val", {CIFAR10_ARCHIVE: archive}, params)
-    test = build_split("cifar10", "test", {CIFAR10_ARCHIVE: archive}, params)
-    assert (len(train), len(val), len(test)) == (16, 4, 4)
-    assert train.images.shape[1:] == (3, 32, 32) and train.class_names == CIFAR10_CLASSES
-    with tarfile.open(archive) as tar:
-        batch = pickle.load(tar.extractfile("cifar-10-batches-py/test_batch"), encoding="bytes")
-    np.testing.assert_array_equal(test.images[0].reshape(-1), batch[b"data"][0])
-
-
-def test_cinic_reader_keeps_only_imagenet_test_images(tmp_path: Path) -> None:
-    from PIL import Image
-
-    archive = tmp_path / "CINIC-10.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        for fold, cls, name, value in [
-            ("test", "cat", "n02123045_1.png", 10),
-            ("test", "cat", "cifar10-test-3.png", 20),
-            ("test", "truck", "n03345487_2.png", 30),
-            ("train", "cat", "n02123045_9.png", 40),
-        ]:
-            buf = io.BytesIO()
-            Image.fromarray(np.full((32, 32, 3), value, np.uint8)).save(buf, format="PNG")
-            info = tarfile.TarInfo(f"{fold}/{cls}/{name}")
-            info.size = buf.tell()
-            buf.seek(0)
-            tar.addfile(info, buf)
-    split = read_cinic10_imagenet_test(archive, {})
-    assert len(split) == 2
-    np.testing.assert_array_equal(split.labels, [CIFAR10_CLASSES.index("cat"), 9])
-    assert split.images[0, 0, 0, 0] == 10 and split.images[1, 0, 0, 0] == 30
 
 
 def test_fetch_from_mirror_verifies_checksum(tmp_path: Path) -> None:

@@ -54,8 +54,16 @@ def test_specs_hold_everything_that_changes_a_result() -> None:
 
 
 def test_archives_for_each_split() -> None:
-    assert plan.archives_for(CONFIG, "cifar10", "train") == ["cifar-10-python.tar.gz"]
-    assert plan.archives_for(CONFIG, "cifar10", "cinic10") == ["CINIC-10.tar.gz"]
+    assert plan.archives_for(CONFIG, "cifar10", "train") == {
+        "cifar10": "cifar10/cifar-10-python.tar.gz"
+    }
+    assert plan.archives_for(CONFIG, "cifar10", "cifar10h") == {
+        "cifar10": "cifar10/cifar-10-python.tar.gz",
+        "cifar10h": "cifar10h/cifar10h-probs.npy",
+    }
+    params = plan.dataset_params(CONFIG, "cifar10", "cinic10")
+    assert list(params["archive_files"]) == ["cinic10"]  # only what this split reads
+    assert "training" not in params and "normalization" not in params
     with pytest.raises(KeyError, match="unknown split 'nope'"):
         plan.archives_for(CONFIG, "cifar10", "nope")
 
@@ -82,7 +90,10 @@ def long_rows() -> list[dict]:
 def test_tables_show_mean_and_sample_std(tmp_path: Path) -> None:
     path = tmp_path / "metrics.csv"
     render.write_long_csv(path, long_rows())
-    render.render_experiment(path, EXP, ["last"], tmp_path)
+    for table in ("table1_test", "table5_discrimination"):
+        render.render_table(path, EXP, "last", table, tmp_path / "last" / table)
+    figure = tmp_path / "last/figure1_teacher_vs_student.png"
+    render.render_figure(path, EXP, "last", "figure1_teacher_vs_student", figure)
     rows = list(csv.DictReader((tmp_path / "last/table1_test.csv").open()))
     assert [r["teacher_augmentation"] for r in rows] == EXP["teachers"]["augmentations"]
     first = rows[0]

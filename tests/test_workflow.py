@@ -139,7 +139,7 @@ def test_demo_end_to_end_produces_every_table_and_figure(wd: Path) -> None:
     )  # fmt: skip
     config = load_config("config/config.yaml", "config/demo.yaml")
     base = wd / plan.EXPERIMENT.format(experiment="das2020_digits")
-    files = render.report_files(config)
+    files = render.report_files(config, "das2020_digits")
     assert files, "the demo renders nothing"
     for name in files:
         path = base / name

@@ -154,13 +154,16 @@ def train_one_epoch(
     teacher: Teacher | None,
     rng: np.random.Generator,
     batch_size: int,
+    progress: Callable[[int, int, int], None] = lambda step, steps, seen: None,
 ) -> dict[str, float]:
+    """One epoch of SGD; ``progress(step, steps, images_seen)`` is called after each step."""
     model.train()
     device = data.labels.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)
     seen = 0
-    for chunk in batches(len(data), batch_size, rng):
+    chunks = batches(len(data), batch_size, rng)
+    for step, chunk in enumerate(chunks, 1):
         index = torch.as_tensor(chunk).to(device, non_blocking=True)
         targets = F.one_hot(data.labels[index], data.num_classes).float()
         x, targets = augmentation(data.pixels(index), targets, rng, data.normalize)
@@ -176,7 +179,29 @@ def train_one_epoch(
         loss_sum += loss.detach() * len(chunk)
         correct += (logits.detach().argmax(1) == targets.argmax(1)).sum()
         seen += len(chunk)
+        progress(step, len(chunks), seen)
     return {"train_loss": loss_sum.item() / seen, "train_accuracy": correct.item() / seen}
+
+
+class EpochProgress:
+    """Logs the position within a long epoch about every ``every`` seconds (CPU runs of
+    the larger grids take minutes per epoch; a silent log looks like a hung job)."""
+
+    def __init__(self, epoch: int, epochs: int, log: Callable[[str], None], every: float = 30.0):
+        self.epoch, self.epochs, self.log, self.every = epoch, epochs, log, every
+        self.start = self.last = time.monotonic()
+
+    def __call__(self, step: int, steps: int, seen: int) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every or step == steps:
+            return
+        self.last = now
+        rate = seen / (now - self.start)
+        eta = (steps - step) * (now - self.start) / step
+        self.log(
+            f"epoch {self.epoch + 1}/{self.epochs}: step {step}/{steps}, "
+            f"{rate:.0f} img/s, epoch ETA {eta:.0f}s"
+        )
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -232,8 +257,17 @@ def fit(
         tic = time.monotonic()
         rng = seed_epoch(seed, epoch)
         row: dict[str, float] = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
+        progress = EpochProgress(epoch, recipe.epochs, log)
         row |= train_one_epoch(
-            model, optimizer, train, augmentation, loss_fn, teacher, rng, recipe.batch_size
+            model,
+            optimizer,
+            train,
+            augmentation,
+            loss_fn,
+            teacher,
+            rng,
+            recipe.batch_size,
+            progress,
         )
         scheduler.step()
         if val is not None and len(val):

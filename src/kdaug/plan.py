@@ -34,8 +34,10 @@ WILDCARDS = {
     "saug": NAME,
     "selection": NAME,
     "experiment": NAME,
+    "table": rf"table{NAME}",
+    "figure": rf"figure{NAME}",
     "model": rf"{NAME}-{NAME}(/{NAME}/{NAME}-{NAME})?",
-    "archive": r"[^/]+",
+    "archive": r"[^/]+/[^/]+",  # <folder>/<official file name>
 }
 
 DATA = "results/data/{dataset}/{split}.npz"
@@ -53,6 +55,9 @@ ANY_MODEL = f"{MODELS}/{{model}}/model.pt"
 EVAL_LOGITS = f"{EVAL}.npz"
 EVAL_METRICS = f"{EVAL}.json"
 METRICS_CSV = f"{EXPERIMENT}/metrics.csv"
+TABLE_CSV = f"{EXPERIMENT}/{{selection}}/{{table}}.csv"
+TABLE_MD = f"{EXPERIMENT}/{{selection}}/{{table}}.md"
+FIGURE = f"{EXPERIMENT}/{{selection}}/{{figure}}.png"
 
 
 @dataclass(frozen=True)
@@ -119,8 +124,10 @@ def check_config(config: Mapping[str, Any]) -> None:
                 f"datasets.{name}.builder: unknown builder {ds['builder']!r} "
                 f"(known: {', '.join(BUILDERS.names())})"
             )
-        for archive in {a for s in BUILDERS.get(ds["builder"]).splits.values() for a in s}:
-            _require(config["archives"], archive, "archive", f"datasets.{name}")
+        roles = ds.get("archives", {})
+        for role in sorted(BUILDERS.get(ds["builder"]).roles):
+            key = _require(roles, role, "archive role", f"datasets.{name}.archives")
+            _require(config["archives"], key, "archive", f"datasets.{name}.archives.{role}")
     for name, exp in config["experiments"].items():
         where = f"experiments.{name}"
         ds = _require(config["datasets"], exp["dataset"], "dataset", where)
@@ -131,13 +138,37 @@ def check_config(config: Mapping[str, Any]) -> None:
                     f"{where}.eval_splits.{role}: dataset {exp['dataset']!r} has no split "
                     f"{split!r} (it has {', '.join(builder.splits)})"
                 )
+        _check_report(exp, where)
         for group in ("teachers", "students"):
             for arch in exp[group]["archs"]:
                 _require(config["architectures"], arch, "architecture", f"{where}.{group}")
-            for aug in exp[group]["augmentations"]:
+            augs = exp[group]["augmentations"]
+            for aug in exp["teachers"]["augmentations"] if augs == SAME_AS_TEACHER else augs:
                 _require(config["augmentations"], aug, "augmentation", f"{where}.{group}")
         for kd in exp["students"]["kd_methods"]:
             _require(config["kd_methods"], kd, "KD method", f"{where}.students")
+
+
+def _check_report(exp: Mapping[str, Any], where: str) -> None:
+    """Every table of the experiment's report reads a split the experiment evaluates."""
+    from kdaug.render import REPORTS
+
+    for table in REPORTS.get(exp["report"]).tables:
+        if table.split_role not in exp["eval_splits"]:
+            raise ConfigError(
+                f"{where}.eval_splits: the {exp['report']} report's {table.name} needs a "
+                f"{table.split_role!r} split"
+            )
+
+
+SAME_AS_TEACHER = "same_as_teacher"
+"""``students.augmentations: same_as_teacher`` pairs each student with its teacher's
+augmentation (Das et al.'s Table 8 ablation) instead of crossing the two lists."""
+
+
+def student_augmentations(exp: Mapping[str, Any], teacher_aug: str) -> list[str]:
+    augs = exp["students"]["augmentations"]
+    return [teacher_aug] if augs == SAME_AS_TEACHER else list(augs)
 
 
 def experiment_cells(config: Mapping[str, Any], experiment: str) -> list[Cell]:
@@ -154,7 +185,7 @@ def experiment_cells(config: Mapping[str, Any], experiment: str) -> list[Cell]:
         for t in teachers
         for kd in exp["students"]["kd_methods"]
         for sarch in exp["students"]["archs"]
-        for saug in exp["students"]["augmentations"]
+        for saug in student_augmentations(exp, t.teacher_aug)
     ]
     return teachers + students
 
@@ -180,18 +211,37 @@ def experiment_evaluations(config: Mapping[str, Any], experiment: str) -> Iterat
                 yield Evaluation(cell, selection, split)
 
 
-def dataset_params(config: Mapping[str, Any], dataset: str) -> dict[str, Any]:
-    """What a dataset's builder needs, including the archives' URLs and checksums."""
-    ds = dict(config["datasets"][dataset])
-    ds.pop("training", None)  # recipes do not change the data
-    builder = BUILDERS.get(ds["builder"])
-    names = {a for split in builder.splits.values() for a in split}
-    ds["archives"] = {a: config["archives"][a] for a in sorted(names)}
-    return ds
+# Dataset settings that do not change the canonical files (so not rule params of them).
+NOT_DATA_SETTINGS = {"training", "normalization", "archives"}
 
 
-def archives_for(config: Mapping[str, Any], dataset: str, split: str) -> list[str]:
-    return list(BUILDERS.get(config["datasets"][dataset]["builder"]).archives_for(split))
+def dataset_params(config: Mapping[str, Any], dataset: str, split: str) -> dict[str, Any]:
+    """What a dataset's builder needs for ``split``: the dataset's data settings and, per
+    archive role the split reads, the archive's key, URL and checksums (recorded in the
+    split's provenance). Only what changes the file is here, so editing a recipe or
+    another split's archive does not rebuild this split."""
+    ds = config["datasets"][dataset]
+    params = {k: v for k, v in ds.items() if k not in NOT_DATA_SETTINGS}
+    params["archive_files"] = {
+        role: {"key": key, **config["archives"][key]}
+        for role, key in sorted(archives_for(config, dataset, split).items())
+    }
+    return params
+
+
+def archives_for(config: Mapping[str, Any], dataset: str, split: str) -> dict[str, str]:
+    """Archive role -> archive key, for the archives that ``split`` is built from."""
+    ds = config["datasets"][dataset]
+    roles = BUILDERS.get(ds["builder"]).roles_for(split)
+    return {role: ds["archives"][role] for role in roles}
+
+
+def archive_inputs(config: Mapping[str, Any], dataset: str, split: str) -> dict[str, str]:
+    """Archive role -> downloaded file path (the prepare_split rule's named inputs)."""
+    downloads = config["data"]["downloads"]
+    return {
+        role: f"{downloads}/{key}" for role, key in archives_for(config, dataset, split).items()
+    }
 
 
 def _arch(config: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -243,13 +293,12 @@ def student_spec(
     }
 
 
-def experiment_outputs(config: Mapping[str, Any], experiment: str = "{experiment}") -> list[str]:
-    """The tables and figures of one experiment (see :mod:`kdaug.render`); with the
-    default argument, the patterns with an ``{experiment}`` wildcard."""
+def experiment_outputs(config: Mapping[str, Any], experiment: str) -> list[str]:
+    """The tables and figures of one experiment (see :mod:`kdaug.render`)."""
     from kdaug.render import report_files
 
     base = EXPERIMENT.format(experiment=experiment)
-    return [f"{base}/{f}" for f in report_files(config)]
+    return [f"{base}/{f}" for f in report_files(config, experiment)]
 
 
 def cell_from_wildcards(dataset: str, seed: int | str, model: str) -> Cell:

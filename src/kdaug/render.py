@@ -13,12 +13,12 @@ import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from kdaug.io import atomic_path
+from kdaug.registry import Registry
 
 LONG_COLUMNS = (
     "experiment", "dataset", "seed", "role", "teacher_arch", "teacher_aug", "kd",
@@ -60,46 +60,71 @@ class TableSpec:
     teachers_only: bool = False
 
 
-DAS_TABLES = (
-    TableSpec(
-        "table1_test",
-        "Table 1 analogue (Das et al. 2020): accuracy and ECE (15 bins) of teachers and "
-        "their KD students on the in-distribution test split, per teacher augmentation.",
-        "test",
-        ("accuracy", "ece"),
-    ),
-    TableSpec(
-        "table2_shifted",
-        "Table 2 analogue: accuracy on the shifted test split (CINIC-10 ImageNet images for "
-        "CIFAR-10; the corrupted test split for the digits demo).",
-        "shifted",
-        ("accuracy",),
-    ),
-    TableSpec(
-        "table4_separability",
-        "Table 4 analogue: class-separability S_f = (1/C^2) sum_ij KL(p_i || p_j) of "
-        "class-mean predicted distributions on the test split.",
-        "test",
-        ("class_separability",),
-    ),
-    TableSpec(
-        "table5_discrimination",
-        "Table 5 analogue: cohesion, adhesion and class-discrimination of the teachers' "
-        "standardised penultimate embeddings on the test split.",
-        "test",
-        ("cohesion", "adhesion", "class_discrimination"),
-        teachers_only=True,
-    ),
+DAS_TABLE1 = TableSpec(
+    "table1_test",
+    "Table 1 analogue (Das et al. 2020): accuracy and ECE (15 bins) of teachers and "
+    "their KD students on the in-distribution test split, per teacher augmentation.",
+    "test",
+    ("accuracy", "ece"),
 )
-FIGURES = ("figure1_teacher_vs_student",)
+DAS_TABLE2 = TableSpec(
+    "table2_shifted",
+    "Table 2 analogue: accuracy on the shifted test split (CINIC-10 ImageNet images for "
+    "CIFAR-10; the corrupted test split for the digits demo).",
+    "shifted",
+    ("accuracy",),
+)
+DAS_TABLE3 = TableSpec(
+    "table3_mnist",
+    "Table 3 analogue (Das et al. 2020, MNIST protocol): test accuracy and test loss "
+    "(mean cross-entropy) of AlexNet teachers per augmentation and their LeNet KD students.",
+    "test",
+    ("accuracy", "test_loss"),
+)
+DAS_TABLE4 = TableSpec(
+    "table4_separability",
+    "Table 4 analogue: class-separability S_f = (1/C^2) sum_ij KL(p_i || p_j) of "
+    "class-mean predicted distributions on the test split.",
+    "test",
+    ("class_separability",),
+)
+DAS_TABLE5 = TableSpec(
+    "table5_discrimination",
+    "Table 5 analogue: cohesion, adhesion and class-discrimination of the teachers' "
+    "standardised penultimate embeddings on the test split.",
+    "test",
+    ("cohesion", "adhesion", "class_discrimination"),
+    teachers_only=True,
+)
+FIGURE1 = "figure1_teacher_vs_student"
 
 
-def report_files(config: Mapping[str, Any]) -> list[str]:
+@dataclass(frozen=True)
+class Report:
+    """The tables and figures one kind of experiment renders (``experiments.*.report``)."""
+
+    tables: tuple[TableSpec, ...]
+    figures: tuple[str, ...]
+
+    def table(self, name: str) -> TableSpec:
+        for spec in self.tables:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"this report has no table {name!r}; it has {[t.name for t in self.tables]}")
+
+
+REPORTS: Registry[Report] = Registry("report")
+REPORTS.register("das2020")(Report((DAS_TABLE1, DAS_TABLE2, DAS_TABLE4, DAS_TABLE5), (FIGURE1,)))
+REPORTS.register("das2020_mnist")(Report((DAS_TABLE3,), (FIGURE1,)))
+
+
+def report_files(config: Mapping[str, Any], experiment: str) -> list[str]:
     """Files (relative to the experiment directory) that rendering produces."""
+    report = REPORTS.get(config["experiments"][experiment]["report"])
     files = []
     for selection in config["evaluation"]["selections"]:
-        files += [f"{selection}/{t.name}.{ext}" for t in DAS_TABLES for ext in ("csv", "md")]
-        files += [f"{selection}/{f}.png" for f in FIGURES]
+        files += [f"{selection}/{t.name}.{ext}" for t in report.tables for ext in ("csv", "md")]
+        files += [f"{selection}/{f}.png" for f in report.figures]
     return files
 
 
@@ -230,16 +255,31 @@ def plot_teacher_vs_student(results: Results, selection: str, path: str | os.Pat
     plt.close(fig)
 
 
-def render_experiment(
+def render_table(
     long_csv: str | os.PathLike[str],
     experiment_cfg: Mapping[str, Any],
-    selections: Sequence[str],
-    out_dir: str | os.PathLike[str],
+    selection: str,
+    name: str,
+    stem: str | os.PathLike[str],
 ) -> None:
-    """Write every table (CSV + Markdown) and figure of an experiment."""
+    """Write table ``name`` of an experiment's report as ``stem``.csv and ``stem``.md."""
+    spec = REPORTS.get(experiment_cfg["report"]).table(name)
     results = Results(read_long_csv(long_csv), experiment_cfg)
-    for selection in selections:
-        base = Path(out_dir) / selection
-        for spec in DAS_TABLES:
-            build_table(results, spec, selection).write(base / spec.name)
-        plot_teacher_vs_student(results, selection, base / f"{FIGURES[0]}.png")
+    build_table(results, spec, selection).write(stem)
+
+
+FIGURE_PLOTTERS = {FIGURE1: plot_teacher_vs_student}
+
+
+def render_figure(
+    long_csv: str | os.PathLike[str],
+    experiment_cfg: Mapping[str, Any],
+    selection: str,
+    name: str,
+    path: str | os.PathLike[str],
+) -> None:
+    """Draw figure ``name`` of an experiment's report as the PNG ``path``."""
+    if name not in REPORTS.get(experiment_cfg["report"]).figures:
+        raise KeyError(f"the {experiment_cfg['report']} report has no figure {name!r}")
+    results = Results(read_long_csv(long_csv), experiment_cfg)
+    FIGURE_PLOTTERS[name](results, selection, path)

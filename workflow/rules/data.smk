@@ -12,6 +12,7 @@ rule download_archive:
     params:
         url=lambda w: config["archives"][w.archive]["url"],
         checksum=lambda w: config["archives"][w.archive]["checksum"],
+        content_checksum=lambda w: config["archives"][w.archive].get("content_checksum"),
         mirror=config["data"]["mirror"],
     script:
         "../scripts/download_archive.py"
@@ -19,10 +20,7 @@ rule download_archive:
 
 rule prepare_split:
     input:
-        archives=lambda w: [
-            f"{config['data']['downloads']}/{a}"
-            for a in plan.archives_for(config, w.dataset, w.split)
-        ],
+        unpack(lambda w: plan.archive_inputs(config, w.dataset, w.split)),
     output:
         plan.DATA,
     log:
@@ -30,7 +28,7 @@ rule prepare_split:
     conda:
         CONDA_ENV
     params:
-        dataset=lambda w: plan.dataset_params(config, w.dataset),
+        dataset=lambda w: plan.dataset_params(config, w.dataset, w.split),
         code=source_hash(["data", "io"]),
     script:
         "../scripts/prepare_split.py"

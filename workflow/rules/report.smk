@@ -1,4 +1,5 @@
-# Per experiment: collect every metrics file into one long CSV, then render tables/figures.
+# Per experiment: collect every metrics file into one long CSV, then render each table and
+# figure of the experiment's report (one job per file, so one can be redrawn alone).
 
 
 rule collect_metrics:
@@ -16,18 +17,34 @@ rule collect_metrics:
         "../scripts/collect_metrics.py"
 
 
-rule render_report:
+rule render_table:
     input:
         plan.METRICS_CSV,
     output:
-        plan.experiment_outputs(config),
+        csv=plan.TABLE_CSV,
+        md=plan.TABLE_MD,
     log:
-        "logs/experiments/{experiment}/render.log",
+        "logs/experiments/{experiment}/{selection}/{table}.log",
     conda:
         CONDA_ENV
     params:
         experiment=lambda w: config["experiments"][w.experiment],
-        selections=config["evaluation"]["selections"],
         code=source_hash(["render", "io"]),
     script:
-        "../scripts/render_report.py"
+        "../scripts/render_table.py"
+
+
+rule render_figure:
+    input:
+        plan.METRICS_CSV,
+    output:
+        plan.FIGURE,
+    log:
+        "logs/experiments/{experiment}/{selection}/{figure}.log",
+    conda:
+        CONDA_ENV
+    params:
+        experiment=lambda w: config["experiments"][w.experiment],
+        code=source_hash(["render", "io"]),
+    script:
+        "../scripts/render_figure.py"

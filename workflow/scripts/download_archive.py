@@ -9,9 +9,10 @@ sm = snakemake  # noqa: F821 (injected by Snakemake)
 with job_log(sm.log[0]):
     mirror = sm.params.mirror
     fetch_archive(
-        Path(sm.output[0]).name,
+        sm.wildcards.archive,
         sm.params.url,
         sm.params.checksum,
         Path(sm.output[0]),
         Path(mirror) if mirror else None,
+        content_checksum=sm.params.content_checksum,
     )

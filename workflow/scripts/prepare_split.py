@@ -9,7 +9,7 @@ from kdaug.joblog import job_log
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with job_log(sm.log[0]):
     params = sm.params.dataset
-    archives = {Path(p).name: Path(p) for p in sm.input.archives}
-    split = build_split(params["builder"], sm.wildcards.split, archives, params)
+    files = {role: Path(path) for role, path in sm.input.items()}
+    split = build_split(params["builder"], sm.wildcards.split, files, params)
     save_split(sm.output[0], split)
     print(f"{sm.wildcards.dataset}/{sm.wildcards.split}: {len(split)} images {split.images.shape}")

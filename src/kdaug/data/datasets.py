@@ -1,15 +1,14 @@
 """Dataset builders: each turns official archives into canonical splits.
 
 A builder is registered under a name the config uses (``datasets.<name>.builder``). It
-declares which archives each split needs (so the workflow can wire downloads) and builds
-one split at a time from those archives and its config section.
+declares, per split, the *roles* of the archives it reads (``images``, ``labels``, ...);
+the dataset's config section maps each role to an archive key of ``archives:``. So a new
+dataset in an existing format (Fashion-MNIST beside MNIST) is config only, and a new
+format is one builder here.
 """
 
 from __future__ import annotations
 
-import io
-import pickle
-import tarfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from kdaug.data import formats
 from kdaug.data.canonical import Split, stratified_holdout
 from kdaug.registry import Registry
 
-CONVERSION_VERSION = "1"
+# Bump when a builder's output for the same archives changes (it is in every provenance).
+CONVERSION_VERSION = "2"
 
 BuildFn = Callable[[str, Mapping[str, Path], Mapping[str, Any]], Split]
 
@@ -29,25 +30,50 @@ BuildFn = Callable[[str, Mapping[str, Path], Mapping[str, Any]], Split]
 class DatasetBuilder:
     """How to make each split of one dataset."""
 
-    splits: Mapping[str, tuple[str, ...]]  # split name -> archive file names it reads
+    splits: Mapping[str, tuple[str, ...]]  # split name -> archive roles it reads
     build: BuildFn
 
-    def archives_for(self, split: str) -> tuple[str, ...]:
+    def roles_for(self, split: str) -> tuple[str, ...]:
         if split not in self.splits:
             raise KeyError(f"unknown split {split!r}; this dataset has {sorted(self.splits)}")
         return self.splits[split]
+
+    @property
+    def roles(self) -> set[str]:
+        return {role for roles in self.splits.values() for role in roles}
 
 
 BUILDERS: Registry[DatasetBuilder] = Registry("dataset builder")
 
 
+def register_builder(
+    name: str,
+) -> Callable[[Callable[[], DatasetBuilder]], Callable[[], DatasetBuilder]]:
+    """Decorator: register the :class:`DatasetBuilder` that the decorated factory returns."""
+
+    def add(factory: Callable[[], DatasetBuilder]) -> Callable[[], DatasetBuilder]:
+        BUILDERS.register(name)(factory())
+        return factory
+
+    return add
+
+
 def build_split(
-    builder: str, split: str, archives: Mapping[str, Path], params: Mapping[str, Any]
+    builder: str, split: str, files: Mapping[str, Path], params: Mapping[str, Any]
 ) -> Split:
-    """Build ``split`` with the named builder, checking the split exists."""
+    """Build ``split`` with the named builder from ``files`` (archive role -> path)."""
     entry = BUILDERS.get(builder)
-    entry.archives_for(split)
-    return entry.build(split, archives, params)
+    missing = set(entry.roles_for(split)) - set(files)
+    if missing:
+        raise KeyError(f"split {split!r} needs archives for roles {sorted(missing)}")
+    return entry.build(split, files, params)
+
+
+def _provenance(params: Mapping[str, Any], *roles: str, **extra: Any) -> dict[str, Any]:
+    """Where a split came from: each archive's URL and checksum, plus builder notes."""
+    archives = params.get("archive_files", {})
+    sources = {r: dict(archives[r]) for r in roles}
+    return {"sources": sources, "conversion_version": CONVERSION_VERSION, **extra}
 
 
 def _holdout(full: Split, split: str, params: Mapping[str, Any]) -> Split:
@@ -55,6 +81,18 @@ def _holdout(full: Split, split: str, params: Mapping[str, Any]) -> Split:
     kept, held = stratified_holdout(full.labels, int(params["val_size"]), int(params["split_seed"]))
     note = f"{split}: stratified holdout of {len(held)} (seed {params['split_seed']})"
     return full.subset(held if split == "val" else kept, note)
+
+
+def _pad(images: np.ndarray, size: int | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Zero-pad images symmetrically to ``size`` x ``size`` (MNIST's 28 -> 32 for AlexNet)."""
+    if not size or images.shape[-1] == size:
+        return images, {}
+    h, w = images.shape[-2:]
+    if h > size or w > size:
+        raise ValueError(f"pad_to {size} is smaller than the images ({h}x{w})")
+    top, left = (size - h) // 2, (size - w) // 2
+    pad = ((0, 0), (0, 0), (top, size - h - top), (left, size - w - left))
+    return np.pad(images, pad), {"padding": f"zero-padded {h}x{w} -> {size}x{size}"}
 
 
 # --------------------------------------------------------------------------- digits (demo)
@@ -98,11 +136,14 @@ def shift_images(images: np.ndarray, seed: int, contrast: float, noise_std: floa
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
-def _build_digits(split: str, archives: Mapping[str, Path], params: Mapping[str, Any]) -> Split:
-    full = _digits_full(int(params["image_size"]))
-    seed = int(params["split_seed"])
-    train_idx, test_idx = stratified_holdout(full.labels, int(params["test_size"]), seed)
-    if split in {"test", "test_shifted"}:
+@register_builder("digits")
+def _digits_builder() -> DatasetBuilder:
+    def build(split: str, files: Mapping[str, Path], params: Mapping[str, Any]) -> Split:
+        full = _digits_full(int(params["image_size"]))
+        seed = int(params["split_seed"])
+        train_idx, test_idx = stratified_holdout(full.labels, int(params["test_size"]), seed)
+        if split not in {"test", "test_shifted"}:
+            return _holdout(full.subset(train_idx), split, params)
         test = full.subset(test_idx, f"test: stratified holdout of {len(test_idx)} (seed {seed})")
         if split == "test":
             return test
@@ -112,116 +153,122 @@ def _build_digits(split: str, archives: Mapping[str, Path], params: Mapping[str,
         )
         provenance = {**test.provenance, "shift": dict(shift)}
         return Split(images, test.labels, test.class_names, provenance)
-    return _holdout(full.subset(train_idx), split, params)
+
+    return DatasetBuilder({"train": (), "val": (), "test": (), "test_shifted": ()}, build)
 
 
-BUILDERS.register("digits")(
-    DatasetBuilder(
-        splits={"train": (), "val": (), "test": (), "test_shifted": ()},
-        build=_build_digits,
-    )
-)
-
-
-# --------------------------------------------------------------------------- CIFAR-10
-
-CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
-CINIC10_ARCHIVE = "CINIC-10.tar.gz"
-
-
-def read_cifar_pickles(archive: Path, members: tuple[str, ...], label_key: bytes) -> tuple:
-    """Read pickled CIFAR batches from the official python tarball.
-
-    Returns ``(images uint8 (N,3,32,32), labels int64)``; ``members`` are the batch file
-    names (``data_batch_1``..., ``test_batch``) inside ``cifar-10-batches-py/``.
-    """
-    images, labels = [], []
-    with tarfile.open(archive, "r:gz") as tar:
-        by_name = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
-        for member in members:
-            if member not in by_name:
-                raise ValueError(f"{archive.name}: missing member {member!r}; not a CIFAR tarball?")
-            batch = pickle.load(tar.extractfile(by_name[member]), encoding="bytes")
-            images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            labels.append(np.asarray(batch[label_key], dtype=np.int64))
-    return np.concatenate(images), np.concatenate(labels)
-
-
-def _cifar10_names(archive: Path) -> tuple[str, ...]:
-    with tarfile.open(archive, "r:gz") as tar:
-        member = next(m for m in tar.getmembers() if m.name.endswith("batches.meta"))
-        meta = pickle.load(tar.extractfile(member), encoding="bytes")
-    return tuple(n.decode() for n in meta[b"label_names"])
-
-
-def _build_cifar10(split: str, archives: Mapping[str, Path], params: Mapping[str, Any]) -> Split:
-    if split == "cinic10":
-        return read_cinic10_imagenet_test(archives[CINIC10_ARCHIVE], _cinic_provenance(params))
-    archive = archives[CIFAR10_ARCHIVE]
-    members = ("test_batch",) if split == "test" else tuple(f"data_batch_{i}" for i in range(1, 6))
-    images, labels = read_cifar_pickles(archive, members, b"labels")
-    provenance = {
-        "source": params["archives"][CIFAR10_ARCHIVE]["url"],
-        "checksum": params["archives"][CIFAR10_ARCHIVE]["checksum"],
-        "conversion_version": CONVERSION_VERSION,
-    }
-    full = Split(images, labels, _cifar10_names(archive), provenance)
-    return full if split == "test" else _holdout(full, split, params)
-
-
-def _cinic_provenance(params: Mapping[str, Any]) -> dict[str, Any]:
-    entry = params["archives"][CINIC10_ARCHIVE]
-    return {
-        "source": entry["url"],
-        "checksum": entry["checksum"],
-        "subset": "test fold, ImageNet-sourced images only (files not named cifar10-*)",
-        "conversion_version": CONVERSION_VERSION,
-    }
-
+# --------------------------------------------------------------------------- CIFAR-10 family
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )  # fmt: skip
 
 
-def read_cinic10_imagenet_test(archive: Path, provenance: dict[str, Any]) -> Split:
-    """The ImageNet-sourced images of CINIC-10's test fold, labelled in CIFAR-10 order.
-
-    CINIC-10 stores ``test/<class>/<file>.png``; files taken from CIFAR-10 are named
-    ``cifar10-...`` and are left out. Images are read in sorted path order.
-    """
-    from PIL import Image
-
-    rows: list[tuple[str, int, bytes]] = []
-    with tarfile.open(archive, "r:*") as tar:
-        for member in tar:
-            parts = Path(member.name).parts
-            if not member.isfile() or len(parts) < 3 or parts[-3] != "test":
-                continue
-            cls, fname = parts[-2], parts[-1]
-            if fname.startswith("cifar10-") or not fname.endswith(".png"):
-                continue
-            if cls not in CIFAR10_CLASSES:
-                raise ValueError(f"{archive.name}: unknown class folder {cls!r} in {member.name}")
-            rows.append((member.name, CIFAR10_CLASSES.index(cls), tar.extractfile(member).read()))
-    if not rows:
-        raise ValueError(f"{archive.name}: no ImageNet-sourced test images found")
-    rows.sort()
-    images = np.stack(
-        [np.asarray(Image.open(io.BytesIO(b)).convert("RGB"), dtype=np.uint8) for _, _, b in rows]
-    ).transpose(0, 3, 1, 2)
-    labels = np.array([label for _, label, _ in rows], dtype=np.int64)
-    return Split(np.ascontiguousarray(images), labels, CIFAR10_CLASSES, provenance)
+def _cifar10_official(split: str, files: Mapping[str, Path], params: Mapping[str, Any]) -> Split:
+    archive = files["cifar10"]
+    test = split in {"test", "cifar10h"}
+    members = ("test_batch",) if test else tuple(f"data_batch_{i}" for i in range(1, 6))
+    images, labels = formats.read_cifar_pickles(archive, members, "labels")
+    names = formats.read_cifar_class_names(archive, "batches.meta", "label_names")
+    full = Split(images, labels, names, _provenance(params, "cifar10"))
+    return full if test else _holdout(full, split, params)
 
 
-BUILDERS.register("cifar10")(
-    DatasetBuilder(
-        splits={
-            "train": (CIFAR10_ARCHIVE,),
-            "val": (CIFAR10_ARCHIVE,),
-            "test": (CIFAR10_ARCHIVE,),
-            "cinic10": (CINIC10_ARCHIVE,),
+@register_builder("cifar10")
+def _cifar10_builder() -> DatasetBuilder:
+    """CIFAR-10 (train/val/test), CINIC-10's ImageNet-sourced test images, and the CIFAR-10
+    test set with CIFAR-10H's human label distributions as ``soft_labels``."""
+
+    def build(split: str, files: Mapping[str, Path], params: Mapping[str, Any]) -> Split:
+        if split == "cinic10":
+            images, labels = formats.read_cinic_imagenet_fold(
+                files["cinic10"], "test", CIFAR10_CLASSES
+            )
+            note = "CINIC-10 test fold, ImageNet-sourced images only (files not named cifar10-*)"
+            return Split(
+                images, labels, CIFAR10_CLASSES, _provenance(params, "cinic10", subset=note)
+            )
+        base = _cifar10_official(split, files, params)
+        if split != "cifar10h":
+            return base
+        probs = formats.read_npy(files["cifar10h"], (base.num_classes,))
+        if probs.shape[0] != len(base) or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-6):
+            raise formats.FormatError(
+                f"{files['cifar10h'].name}: expected {len(base)} rows of probabilities summing "
+                f"to 1 (CIFAR-10 test order); got shape {probs.shape}"
+            )
+        provenance = _provenance(params, "cifar10", "cifar10h")
+        return Split(
+            base.images, base.labels, base.class_names, provenance, probs.astype(np.float64)
+        )
+
+    return DatasetBuilder(
+        {
+            "train": ("cifar10",),
+            "val": ("cifar10",),
+            "test": ("cifar10",),
+            "cinic10": ("cinic10",),
+            "cifar10h": ("cifar10", "cifar10h"),
         },
-        build=_build_cifar10,
+        build,
     )
-)
+
+
+@register_builder("cifar100")
+def _cifar100_builder() -> DatasetBuilder:
+    """CIFAR-100 with its 100 fine labels."""
+
+    def build(split: str, files: Mapping[str, Path], params: Mapping[str, Any]) -> Split:
+        archive = files["cifar100"]
+        member = "test" if split == "test" else "train"
+        images, labels = formats.read_cifar_pickles(archive, (member,), "fine_labels")
+        names = formats.read_cifar_class_names(archive, "meta", "fine_label_names")
+        full = Split(images, labels, names, _provenance(params, "cifar100"))
+        return full if split == "test" else _holdout(full, split, params)
+
+    return DatasetBuilder({s: ("cifar100",) for s in ("train", "val", "test")}, build)
+
+
+# --------------------------------------------------------------------------- IDX (MNIST family)
+
+
+@register_builder("idx")
+def _idx_builder() -> DatasetBuilder:
+    """MNIST-format datasets (MNIST, Fashion-MNIST): four IDX files; class names from the
+    config (IDX carries none); optional ``pad_to`` zero-pads the 28x28 images."""
+    pairs = {"train": ("train_images", "train_labels"), "test": ("test_images", "test_labels")}
+
+    def build(split: str, files: Mapping[str, Path], params: Mapping[str, Any]) -> Split:
+        roles = pairs["test" if split == "test" else "train"]
+        images, labels = formats.read_idx_pair(files[roles[0]], files[roles[1]])
+        images, padding = _pad(images, params.get("pad_to"))
+        names = tuple(params.get("class_names") or ())
+        if len(names) <= int(labels.max()):
+            raise ValueError(
+                f"datasets.<name>.class_names lists {len(names)} classes; "
+                f"the labels go up to {int(labels.max())}"
+            )
+        full = Split(images, labels, names, _provenance(params, *roles, **padding))
+        return full if split == "test" else _holdout(full, split, params)
+
+    return DatasetBuilder(
+        {"train": pairs["train"], "val": pairs["train"], "test": pairs["test"]}, build
+    )
+
+
+# --------------------------------------------------------------------------- Tiny ImageNet
+
+
+@register_builder("tiny_imagenet")
+def _tiny_imagenet_builder() -> DatasetBuilder:
+    """Tiny ImageNet 200: ``train`` (and our ``val`` holdout) from the official train part,
+    ``test`` from the official labelled val part (the official test part has no labels)."""
+
+    def build(split: str, files: Mapping[str, Path], params: Mapping[str, Any]) -> Split:
+        part = "val" if split == "test" else "train"
+        images, labels, names = formats.read_tiny_imagenet(files["tiny_imagenet"], part)
+        note = {"part": f"official {part} part"}
+        full = Split(images, labels, names, _provenance(params, "tiny_imagenet", **note))
+        return full if split == "test" else _holdout(full, split, params)
+
+    return DatasetBuilder({s: ("tiny_imagenet",) for s in ("train", "val", "test")}, build)

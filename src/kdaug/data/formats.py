@@ -12,7 +12,9 @@ import io
 import pickle
 import tarfile
 import zipfile
-from collections.abc import Iterable
+import zlib
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -54,7 +56,7 @@ def read_cifar_pickles(
     images and int64 labels, members in the order given.
     """
     images, labels = [], []
-    with _open_tar(archive) as tar:
+    with _open_tar(archive) as tar, _tar_errors(archive):
         by_name = {PurePosixPath(m.name).name: m for m in tar.getmembers() if m.isfile()}
         for member in members:
             if member not in by_name:
@@ -74,7 +76,7 @@ def read_cifar_pickles(
 def read_cifar_class_names(archive: Path, meta_member: str, names_key: str) -> tuple[str, ...]:
     """Class names from ``batches.meta`` (CIFAR-10, ``label_names``) or ``meta`` (CIFAR-100,
     ``fine_label_names``)."""
-    with _open_tar(archive) as tar:
+    with _open_tar(archive) as tar, _tar_errors(archive):
         member = next(
             (m for m in tar.getmembers() if PurePosixPath(m.name).name == meta_member), None
         )
@@ -86,9 +88,18 @@ def read_cifar_class_names(archive: Path, meta_member: str, names_key: str) -> t
 
 def _unpickle(data: bytes, where: str) -> dict:
     try:
-        return pickle.loads(data, encoding="bytes")  # noqa: S301 - checksum-verified archive
+        return pickle.loads(data, encoding="bytes")
     except Exception as err:
         raise FormatError(f"{where}: not a CIFAR pickle ({err})") from err
+
+
+@contextmanager
+def _tar_errors(archive: Path) -> Iterator[None]:
+    """A truncated .tar.gz opens fine and fails while its members are read: name the file."""
+    try:
+        yield
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+        raise FormatError(f"{archive.name}: truncated or corrupt tar archive ({err})") from err
 
 
 def _open_tar(archive: Path) -> tarfile.TarFile:
@@ -111,20 +122,17 @@ def read_cinic_imagenet_fold(
     by the position of their class folder in ``class_names``.
     """
     rows: list[tuple[str, int, bytes]] = []
-    with _open_tar(archive) as tar:
-        try:
-            for member in tar:
-                parts = PurePosixPath(member.name).parts
-                if not member.isfile() or len(parts) < 3 or parts[-3] != fold:
-                    continue
-                cls, fname = parts[-2], parts[-1]
-                if fname.startswith("cifar10-") or not fname.endswith(".png"):
-                    continue
-                if cls not in class_names:
-                    raise FormatError(f"{archive.name}: unknown class folder {cls!r} in {member.name}")
-                rows.append((member.name, class_names.index(cls), tar.extractfile(member).read()))
-        except (tarfile.TarError, EOFError, OSError) as err:
-            raise FormatError(f"{archive.name}: truncated or corrupt tar archive ({err})") from err
+    with _open_tar(archive) as tar, _tar_errors(archive):
+        for member in tar:
+            parts = PurePosixPath(member.name).parts
+            if not member.isfile() or len(parts) < 3 or parts[-3] != fold:
+                continue
+            cls, fname = parts[-2], parts[-1]
+            if fname.startswith("cifar10-") or not fname.endswith(".png"):
+                continue
+            if cls not in class_names:
+                raise FormatError(f"{archive.name}: unknown class folder {cls!r} in {member.name}")
+            rows.append((member.name, class_names.index(cls), tar.extractfile(member).read()))
     if not rows:
         raise FormatError(f"{archive.name}: no ImageNet-sourced images under {fold}/")
     rows.sort()
@@ -205,7 +213,9 @@ def read_tiny_imagenet(archive: Path, part: str) -> tuple[np.ndarray, np.ndarray
             for line in _zip_text(zf, f"{root}val/val_annotations.txt", archive).splitlines():
                 fields = line.split("\t")
                 if len(fields) >= 2:
-                    rows.append((f"{root}val/images/{fields[0]}", _class_index(index, fields[1], archive)))
+                    rows.append(
+                        (f"{root}val/images/{fields[0]}", _class_index(index, fields[1], archive))
+                    )
         else:
             raise ValueError(f"Tiny ImageNet part must be 'train' or 'val'; got {part!r}")
         rows.sort()
