@@ -2,7 +2,7 @@
 # The logic lives in the kdaug package; this file and workflow/rules/ only wire it.
 from snakemake.utils import min_version, validate
 
-from kdaug import plan
+from kdaug import plan, render
 from kdaug.provenance import source_hash
 
 min_version("9.0")

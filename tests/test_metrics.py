@@ -33,6 +33,7 @@ ALL_METRICS = [
     "ece",
     "class_separability",
     "class_discrimination",
+    "kld_human",
 ]
 
 # The hand-worked 3-class, 6-sample classification case.
@@ -116,7 +117,13 @@ def test_registry_holds_every_configured_metric() -> None:
 
 def test_compute_metrics_merges_flat_floats() -> None:
     rng = np.random.default_rng(3)
-    data = EvalData(rng.normal(size=(9, 3)), np.arange(9) % 3, 3, rng.normal(size=(9, 4)))
+    data = EvalData(
+        rng.normal(size=(9, 3)),
+        np.arange(9) % 3,
+        3,
+        rng.normal(size=(9, 4)),
+        soft_labels=random_probs(rng, 9, 3),
+    )
     out = compute_metrics(data, [*ALL_METRICS, "accuracy"])
     assert set(out) == {
         "accuracy",
@@ -129,6 +136,7 @@ def test_compute_metrics_merges_flat_floats() -> None:
         "cohesion",
         "adhesion",
         "class_discrimination",
+        "kld_human",
     }
     assert all(type(v) is float and math.isfinite(v) for v in out.values())
 

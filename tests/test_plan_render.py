@@ -1,6 +1,7 @@
 """Config -> cells -> paths, and tables/figures from a constructed long CSV."""
 
 import csv
+import math
 import re
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import pytest
 import yaml
 
 from kdaug import plan, render
+from kdaug.results import row_augmentations, summarize, write_long_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "config/config.yaml").read_text())
@@ -69,48 +71,92 @@ def test_archives_for_each_split() -> None:
 
 
 def long_rows() -> list[dict]:
-    """Teacher accuracies 0.8/0.9 over two seeds for 'none' => mean 0.85, std 0.0707."""
+    """Teacher accuracies 0.8/0.9 over two seeds for every augmentation; students half."""
     rows = []
     for seed, acc in [(0, 0.8), (1, 0.9)]:
         base = {"experiment": "e", "dataset": "cifar10", "seed": seed, "selection": "last"}
         for aug in EXP["teachers"]["augmentations"]:
             teacher = {**base, "role": "teacher", "teacher_arch": "resnet18", "teacher_aug": aug}
-            for split in ("test", "cinic10"):
-                for metric in ("accuracy", "ece", "class_separability", "cohesion", "adhesion",
-                               "class_discrimination"):  # fmt: skip
+            for split in ("test", "cinic10", "cifar10h"):
+                for metric in ("accuracy", "ece", "kld_human", "class_separability", "cohesion",
+                               "adhesion", "class_discrimination", "precision_macro"):  # fmt: skip
                     rows.append({**teacher, "split": split, "metric": metric, "value": acc})
                 for sarch in ("lenet", "alexnet"):
                     student = {**teacher, "role": "student", "kd": "hinton_t20",
                                "student_arch": sarch, "student_aug": "none"}  # fmt: skip
-                    for metric in ("accuracy", "ece", "class_separability"):
+                    for metric in ("accuracy", "ece", "kld_human", "precision_macro"):
                         rows.append({**student, "split": split, "metric": metric, "value": acc / 2})
     return rows
 
 
-def test_tables_show_mean_and_sample_std(tmp_path: Path) -> None:
+@pytest.fixture
+def metrics_csv(tmp_path: Path) -> Path:
     path = tmp_path / "metrics.csv"
-    render.write_long_csv(path, long_rows())
-    for table in ("table1_test", "table5_discrimination"):
-        render.render_table(path, EXP, "last", table, tmp_path / "last" / table)
-    figure = tmp_path / "last/figure1_teacher_vs_student.png"
-    render.render_figure(path, EXP, "last", "figure1_teacher_vs_student", figure)
-    rows = list(csv.DictReader((tmp_path / "last/table1_test.csv").open()))
+    write_long_csv(path, long_rows())
+    return path
+
+
+def test_wide_table_mean_std_interval_and_paper_values(metrics_csv: Path, tmp_path: Path) -> None:
+    render.render_table(metrics_csv, EXP, "last", "table1_test", tmp_path / "t1")
+    rows = list(csv.DictReader((tmp_path / "t1.csv").open()))
     assert [r["teacher_augmentation"] for r in rows] == EXP["teachers"]["augmentations"]
     first = rows[0]
     assert float(first["teacher_accuracy_mean"]) == pytest.approx(0.85)
     assert float(first["teacher_accuracy_std"]) == pytest.approx(0.0707107, rel=1e-5)
+    # 95% t-interval, 1 degree of freedom: 0.85 -+ 12.7062 * 0.0707107 / sqrt(2)
+    assert float(first["teacher_accuracy_ci_low"]) == pytest.approx(0.85 - 0.635310, rel=1e-4)
+    assert float(first["teacher_accuracy_ci_high"]) == pytest.approx(0.85 + 0.635310, rel=1e-4)
     assert float(first["lenet_accuracy_mean"]) == pytest.approx(0.425)
     assert first["alexnet_accuracy_n"] == "2"
-    md = (tmp_path / "last/table1_test.md").read_text()
-    assert "0.850 ± 0.071" in md
-    table5 = list(csv.DictReader((tmp_path / "last/table5_discrimination.csv").open()))
+    # Das et al. Table 1, baseline row: teacher accuracy 0.852, LeNet KLD 1.002.
+    assert float(first["teacher_accuracy_paper"]) == 0.852
+    assert float(first["teacher_accuracy_diff"]) == pytest.approx(0.85 - 0.852)
+    assert float(first["lenet_kld_human_paper"]) == 1.002
+    md = (tmp_path / "t1.md").read_text()
+    assert "0.850 ± 0.071 [0.215, 1.485]" in md and "paper 0.852, Δ -0.002" in md
+
+
+def test_teacher_only_and_long_tables(metrics_csv: Path, tmp_path: Path) -> None:
+    render.render_table(metrics_csv, EXP, "last", "table5_discrimination", tmp_path / "t5")
+    table5 = list(csv.DictReader((tmp_path / "t5.csv").open()))
     assert not any(k.startswith("lenet") for k in table5[0])  # teachers only
-    png = (tmp_path / "last/figure1_teacher_vs_student.png").read_bytes()
-    assert png[:4] == b"\x89PNG"
+    render.render_table(metrics_csv, EXP, "last", "table6_students", tmp_path / "t6")
+    table6 = list(csv.DictReader((tmp_path / "t6.csv").open()))
+    # one row per (augmentation, student, split): 5 x 2 x 2
+    assert len(table6) == 20
+    assert (table6[0]["teacher_augmentation"], table6[0]["model"], table6[0]["split"]) == (
+        "none", "lenet", "test",
+    )  # fmt: skip
+    assert float(table6[0]["precision_macro_mean"]) == pytest.approx(0.425)
+    assert float(table6[0]["precision_macro_paper"]) == 0.648  # Das et al. Table 6
+    assert table6[0]["recall_macro_n"] == "0"  # not in the results: empty, not invented
 
 
-def test_mean_std_of_one_value_has_no_spread() -> None:
-    mean, std, n = render.mean_std([0.5])
-    assert (mean, n) == (0.5, 1) and std != std  # NaN
-    assert render.format_cell(0.5, float("nan"), 1) == "0.500"
-    assert render.format_cell(0.0, 0.0, 0) == "—"
+def test_bar_figure_is_a_png(metrics_csv: Path, tmp_path: Path) -> None:
+    figure = tmp_path / "f1.png"
+    render.render_figure(metrics_csv, EXP, "last", "figure1_teacher_vs_student", [], figure)
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_summary_of_one_value_has_no_spread() -> None:
+    s = summarize([0.5])
+    assert (s.mean, s.n) == (0.5, 1) and math.isnan(s.std) and math.isnan(s.ci_low)
+    assert summarize([]).empty
+
+
+def test_paired_ablation_cells_and_rows() -> None:
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    cells = plan.experiment_cells(config, "das2020_same_augmentation")
+    students = [c for c in cells if c.role == "student"]
+    assert len(students) == 15 and all(c.teacher_aug == c.student_aug for c in students)
+    exp = config["experiments"]["das2020_augmented_students"]
+    assert row_augmentations(exp, "student_aug", "cutmix") == ("none", "cutmix")
+    with pytest.raises(ValueError, match="one student augmentation"):
+        row_augmentations(exp | {"teachers": EXP["teachers"]}, "teacher_aug", "none")
+
+
+def test_report_split_roles_are_checked() -> None:
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    del config["experiments"]["das2020_cifar10"]["eval_splits"]["human"]
+    with pytest.raises(plan.ConfigError, match=r"needs the split roles \['human'\]"):
+        plan.check_config(config)

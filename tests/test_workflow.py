@@ -74,18 +74,22 @@ def merge(base: dict, layer: dict) -> None:
 def test_paper_grid_dry_run_shows_the_full_plan_offline(wd: Path) -> None:
     out = snakemake(wd, "-n", "--cores", "4", "--resources", "gpu=1").stdout
     counts = job_counts(out)
-    # 3 seeds x 5 teacher augmentations; 2 students each; 2 eval splits; 1 selection.
-    assert counts["train_teacher"] == 15
-    assert counts["distill_student"] == 30
-    assert counts["extract_outputs"] == 45 * 2
-    assert counts["download_archive"] == 2  # would download CIFAR-10 and CINIC-10
-    assert counts["prepare_split"] == 4  # train, val, test, cinic10
+    # 3 seeds x (5 ResNet18 CIFAR-10 teachers + 3 AlexNet MNIST teachers)
+    assert counts["train_teacher"] == 3 * (5 + 3)
+    # per seed: 10 main-grid students, 4 + 4 new ablation students, 3 MNIST students
+    assert counts["distill_student"] == 3 * (10 + 4 + 4 + 3)
+    # main grid: 15 models x 3 splits; ablations: 8 new students x 2 splits; MNIST 6 x 1
+    assert counts["extract_outputs"] == 3 * (15 * 3 + 8 * 2 + 6)
+    # CIFAR-10, CINIC-10, CIFAR-10H and MNIST's four files
+    assert counts["download_archive"] == 7
+    assert counts["prepare_split"] == 8  # cifar10 train/val/test/cinic10/cifar10h, mnist x3
 
 
 def test_demo_dry_run(wd: Path) -> None:
     out = snakemake(wd, "-n", "--cores", "2", "--configfile", "config/demo.yaml").stdout
     counts = job_counts(out)
-    assert counts["train_teacher"] == 5 and counts["distill_student"] == 10
+    assert counts["train_teacher"] == 5 + 3  # ResNet18 per augmentation + the AlexNet trio
+    assert counts["distill_student"] == 10 + 4 + 4 + 3
     assert "download_archive" not in counts
 
 
@@ -137,21 +141,32 @@ def test_demo_end_to_end_produces_every_table_and_figure(wd: Path) -> None:
         wd, "--cores", "2", "--resources", "gpu=1",
         "--configfile", "config/demo.yaml", "config/fast.yaml",
     )  # fmt: skip
-    config = load_config("config/config.yaml", "config/demo.yaml")
-    base = wd / plan.EXPERIMENT.format(experiment="das2020_digits")
-    files = render.report_files(config, "das2020_digits")
-    assert files, "the demo renders nothing"
-    for name in files:
-        path = base / name
-        assert path.stat().st_size > 0, name
-        if name.endswith(".csv"):
-            rows = list(csv.DictReader(path.open()))
-            assert len(rows) == 5, name  # one row per teacher augmentation
-            values = [v for r in rows for k, v in r.items() if k.endswith("_mean")]
-            assert values and all(float(v) == float(v) for v in values), name  # no NaN
-        elif name.endswith(".png"):
-            assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        elif name.endswith(".md"):
-            assert path.read_text().count("\n|") >= 6
+    config = load_config("config/config.yaml", "config/demo.yaml", "tests/configs/fast.yaml")
+    assert config["evaluation"]["selections"] == ["best_val"]
+    for experiment in config["run"]:
+        base = wd / plan.EXPERIMENT.format(experiment=experiment)
+        files = render.report_files(config, experiment)
+        assert files, f"{experiment} renders nothing"
+        for name in files:
+            check_report_file(base / name)
     # every job wrote its own log
     assert any((wd / "logs/models/digits/seed0").rglob("train.log"))
+
+
+VERDICTS = {"holds", "reversed", "not significant", "untested (n=1)", "not in this experiment"}
+
+
+def check_report_file(path: Path) -> None:
+    assert path.stat().st_size > 0, path
+    if path.name == "claims.csv":
+        verdicts = {r["verdict"] for r in csv.DictReader(path.open())}
+        assert verdicts and verdicts <= VERDICTS, (path, verdicts)
+    elif path.suffix == ".csv":
+        rows = list(csv.DictReader(path.open()))
+        assert rows, path
+        values = [v for r in rows for k, v in r.items() if k.endswith("_mean")]
+        assert values and all(float(v) == float(v) for v in values), path  # no NaN
+    elif path.suffix == ".png":
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    elif path.suffix == ".md":
+        assert path.read_text().count("\n|") >= 3, path

@@ -12,17 +12,19 @@ from typing import Any
 import numpy as np
 
 from kdaug.io import read_json, write_json
-from kdaug.metrics import EvalData, compute_metrics
-from kdaug.render import write_long_csv
+from kdaug.metrics import EvalData, applicable_metrics, compute_metrics
+from kdaug.results import write_long_csv
 
 
 def load_eval_data(path: str | os.PathLike[str], **options: Any) -> EvalData:
     with np.load(path, allow_pickle=False) as f:
         embeddings = f["embeddings"].astype(np.float64) if "embeddings" in f.files else None
+        soft_labels = f["soft_labels"] if "soft_labels" in f.files else None
         return EvalData(
             logits=f["logits"].astype(np.float64),
             labels=f["labels"],
             embeddings=embeddings,
+            soft_labels=soft_labels,
             num_classes=len(f["class_names"]),
             options=dict(options),
         )
@@ -40,11 +42,11 @@ def metrics_file(
 ) -> dict[str, float]:
     """Compute ``metrics`` on one outputs file and write them with the cell's identity.
 
-    Embedding metrics are skipped (not failed) when the split has no stored embeddings.
+    Metrics whose input the split lacks (embeddings, human soft labels) are skipped, not
+    failed: see :func:`kdaug.metrics.applicable_metrics`.
     """
     data = load_eval_data(outputs_path, ece_bins=ece_bins)
-    names = [m for m in metrics if data.embeddings is not None or m != "class_discrimination"]
-    values = compute_metrics(data, names)
+    values = compute_metrics(data, applicable_metrics(data, metrics))
     write_json(
         output,
         {

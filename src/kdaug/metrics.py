@@ -4,6 +4,11 @@ Each metric is registered under the name the config lists (``evaluation.metrics`
 one :class:`EvalData` and returns a flat dict of named floats; :func:`compute_metrics`
 merges them. Nothing here imports torch.
 
+Two metrics need more than logits and labels: ``class_discrimination`` reads
+``EvalData.embeddings`` and ``kld_human`` reads ``EvalData.soft_labels`` (CIFAR-10H).
+:func:`applicable_metrics` drops them from a list of names when the split lacks that input,
+so a metrics job on such a split skips them instead of failing.
+
 Registered names and the keys they return:
 
 =======================  =====================================================
@@ -13,7 +18,12 @@ Registered names and the keys they return:
 ``ece``                  ``ece``
 ``class_separability``   ``class_separability``
 ``class_discrimination`` ``cohesion``, ``adhesion``, ``class_discrimination``
+``kld_human``            ``kld_human`` (needs ``soft_labels``)
 =======================  =====================================================
+
+Das et al. (2020)'s matrices (not registered: they are (C, C) arrays, not floats):
+:func:`relative_kl_matrix` (their Figure 6) and :func:`masked_confusion_probabilities`
+(their masked confusion matrices; Figure 3 is the same function of the human labels).
 """
 
 from __future__ import annotations
@@ -31,6 +41,9 @@ EPS = 1e-12
 """Probabilities are clipped at this before a log (KL divergences), so ``log 0`` never occurs."""
 
 DEFAULT_ECE_BINS = 15
+
+SOFT_LABEL_TOLERANCE = 1e-6
+"""``EvalData.soft_labels`` rows must sum to 1 within this."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -98,8 +111,10 @@ class EvalData:
     """One model's outputs on one split: what every metric reads.
 
     ``logits`` (N, C) float, ``labels`` (N,) int in ``[0, num_classes)``, optional
-    ``embeddings`` (N, D) float (penultimate features), and ``options`` for metric
-    settings (``{"ece_bins": 15}``). ``probs`` and ``predictions`` are derived once, lazily.
+    ``embeddings`` (N, D) float (penultimate features), ``options`` for metric
+    settings (``{"ece_bins": 15}``), and optional ``soft_labels`` (N, C): one human label
+    distribution per sample (CIFAR-10H), non-negative rows summing to 1 within
+    ``SOFT_LABEL_TOLERANCE``. ``probs`` and ``predictions`` are derived once, lazily.
     """
 
     logits: np.ndarray
@@ -107,6 +122,7 @@ class EvalData:
     num_classes: int
     embeddings: np.ndarray | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    soft_labels: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         logits = np.asarray(self.logits, dtype=np.float64)
@@ -127,6 +143,20 @@ class EvalData:
             if embeddings.ndim != 2 or embeddings.shape[0] != n:
                 raise ValueError(f"embeddings must be ({n}, D), got shape {embeddings.shape}")
             object.__setattr__(self, "embeddings", embeddings)
+        if self.soft_labels is not None:
+            soft = np.asarray(self.soft_labels, dtype=np.float64)
+            if soft.shape != (n, c):
+                raise ValueError(f"soft_labels must be ({n}, {c}), got shape {soft.shape}")
+            if not np.all(soft >= 0):  # also catches NaN
+                raise ValueError("soft_labels must be non-negative (and not NaN)")
+            error = np.abs(soft.sum(axis=1) - 1.0)
+            if not np.all(error <= SOFT_LABEL_TOLERANCE):
+                row = int(np.argmax(np.where(np.isfinite(error), error, np.inf)))
+                raise ValueError(
+                    f"soft_labels rows must sum to 1 (within {SOFT_LABEL_TOLERANCE:g}); "
+                    f"row {row} sums to {soft[row].sum()!r}"
+                )
+            object.__setattr__(self, "soft_labels", soft)
 
     @cached_property
     def probs(self) -> np.ndarray:
@@ -143,8 +173,35 @@ Metric = Callable[[EvalData], dict[str, float]]
 METRICS = Registry[Metric]("metric")
 
 
+REQUIRED_INPUTS: dict[str, str] = {
+    "class_discrimination": "embeddings",
+    "kld_human": "soft_labels",
+}
+"""Metric name -> the optional :class:`EvalData` field it cannot run without."""
+
+
+def applicable_metrics(data: EvalData, names: Sequence[str]) -> list[str]:
+    """``names`` without the metrics that ``data`` lacks the input for, order kept.
+
+    Drops ``class_discrimination`` when ``data.embeddings is None`` and ``kld_human`` when
+    ``data.soft_labels is None`` (see ``REQUIRED_INPUTS``); every other name, unknown ones
+    included, is kept, so :func:`compute_metrics` still rejects a misspelt name. Use
+    ``compute_metrics(data, applicable_metrics(data, names))`` where a configured metric
+    should be skipped, not failed, on a split without embeddings or human labels.
+    """
+    return [
+        name
+        for name in names
+        if name not in REQUIRED_INPUTS or getattr(data, REQUIRED_INPUTS[name]) is not None
+    ]
+
+
 def compute_metrics(data: EvalData, names: Sequence[str]) -> dict[str, float]:
-    """The merged outputs of the registered metrics ``names`` (a repeated name runs once)."""
+    """The merged outputs of the registered metrics ``names`` (a repeated name runs once).
+
+    A metric whose input is missing raises; filter ``names`` with :func:`applicable_metrics`
+    first to skip it instead.
+    """
     out: dict[str, float] = {}
     for name in dict.fromkeys(names):
         values = METRICS.get(name)(data)
@@ -348,3 +405,115 @@ def class_discrimination(data: EvalData) -> dict[str, float]:
         "adhesion": adhesion,
         "class_discrimination": (cohesion - adhesion) / float(np.sqrt(data.embeddings.shape[1])),
     }
+
+
+# ------------------------------------------------------------- human labels (Das et al. 2020)
+
+
+def _check_distributions(
+    name: str, values: np.ndarray, labels: np.ndarray | None = None, num_classes: int | None = None
+) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] == 0:
+        raise ValueError(f"{name} must be (N, C) with N >= 1, got shape {values.shape}")
+    if num_classes is not None and values.shape[1] != num_classes:
+        raise ValueError(f"{name} have {values.shape[1]} columns but num_classes is {num_classes}")
+    if labels is not None:
+        labels = np.asarray(labels)
+        n = values.shape[0]
+        if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"labels must be ({n},) integers, got {labels.dtype} {labels.shape}")
+        if labels.min() < 0 or labels.max() >= values.shape[1]:
+            raise ValueError(
+                f"labels must lie in [0, {values.shape[1]}), got [{labels.min()}, {labels.max()}]"
+            )
+    return values
+
+
+def class_mean_matrix(values: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Row k = mean of the rows of ``values`` (N, C) whose true class is k, (num_classes, C);
+    a class with no sample gives a row of NaN. :func:`class_mean_probabilities` scattered
+    into all ``num_classes`` rows."""
+    values = _check_distributions("values", values, labels, num_classes)
+    labels = np.asarray(labels, dtype=np.int64)
+    out = np.full((num_classes, values.shape[1]), np.nan)
+    out[np.unique(labels)] = class_mean_probabilities(values, labels)
+    return out
+
+
+def kl_to_human(human: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Per sample, ``KL(h_n || p_n) = sum_c h_nc log(h_nc / p_nc)``, (N,).
+
+    Direction: the human distribution ``h_n`` (CIFAR-10H) is the reference and the model's
+    ``p_n`` the approximation. Das et al. (2020) print ``D_KL(p_f(x_i), p_h(x_i))`` but call
+    it "nothing but the cross-entropy loss between the model predictions and human labels",
+    i.e. ``CE(h, p) = -sum_c h log p = H(h) + KL(h || p)``: with the human labels as targets
+    the two differ by ``H(h)``, which does not depend on the model. Clipping as
+    :func:`kl_divergence` (at ``EPS``): a class no annotator chose contributes 0, a class the
+    model gives probability 0 but a human does not gives a large but finite term.
+    """
+    human = _check_distributions("human", human)
+    probs = _check_distributions("probs", probs)
+    if human.shape != probs.shape:
+        raise ValueError(f"human {human.shape} and probs {probs.shape} must have one shape")
+    return kl_divergence(human, probs, axis=1)
+
+
+def relative_kl_matrix(
+    human: np.ndarray, probs: np.ndarray, labels: np.ndarray, num_classes: int
+) -> np.ndarray:
+    """Das et al. (2020) Figure 6, "Relative KL-Divergence Confusion Matrix", (C, C):
+    ``M[i, j] = KL(hbar_i || pbar_j) = sum_c hbar_ic log(hbar_ic / pbar_jc)``.
+
+    ``hbar_k`` and ``pbar_k`` are the mean human and mean model distributions over the
+    samples of true class k (:func:`class_mean_matrix`); "each cell represents the
+    KL-Divergence between the human estimate on that class and the model's estimate". The
+    human mean is the reference, as in :func:`kl_to_human`; the diagonal compares the same
+    class and is exactly 0 where ``hbar_k == pbar_k``. A class with no sample gives NaN in its
+    row and column. KL clipped as :func:`kl_divergence`; computed as
+    ``sum_c hbar_ic log hbar_ic - (Hbar @ log(Pbar)^T)_ij`` (no (C, C, C) array).
+    """
+    human = _check_distributions("human", human, labels, num_classes)
+    probs = _check_distributions("probs", probs, labels, num_classes)
+    if human.shape != probs.shape:
+        raise ValueError(f"human {human.shape} and probs {probs.shape} must have one shape")
+    hbar = class_mean_matrix(human, labels, num_classes)
+    pbar = class_mean_matrix(probs, labels, num_classes)
+    out = np.sum(hbar * _clipped_log(hbar), axis=1)[:, None] - hbar @ _clipped_log(pbar).T
+    # the diagonal term by term, so equal means give exactly 0 rather than a rounding residue
+    np.fill_diagonal(out, kl_divergence(hbar, pbar, axis=1))
+    absent = np.bincount(np.asarray(labels), minlength=num_classes) == 0
+    out[absent, :] = np.nan
+    out[:, absent] = np.nan
+    return out
+
+
+def masked_confusion_probabilities(
+    probs: np.ndarray, labels: np.ndarray, num_classes: int
+) -> np.ndarray:
+    """Das et al. (2020)'s masked confusion matrix, (C, C): ``M[i, j] = mean_{n: y_n = i}
+    p_nj`` for ``i != j``, ``M[i, i] = NaN``.
+
+    Row i is the mean predicted distribution over the samples of true class i
+    (:func:`class_mean_matrix`); the diagonal (the confident, correct mass) is masked to show
+    which classes share probability. Applied to the CIFAR-10H distributions it gives the
+    paper's Figure 3 (average human confidence per ground-truth class). A class with no
+    sample gives a row of NaN.
+    """
+    probs = _check_distributions("probs", probs, labels, num_classes)
+    out = class_mean_matrix(probs, labels, num_classes)
+    np.fill_diagonal(out, np.nan)
+    return out
+
+
+@METRICS.register("kld_human")
+def kld_human(data: EvalData) -> dict[str, float]:
+    """Das et al. (2020) sec. 3.4: ``1/N sum_n KL(h_n || p_n)``, the mean of
+    :func:`kl_to_human` between the human labels ``data.soft_labels`` and the softmax
+    outputs (the mean cross-entropy to the human labels minus their mean entropy)."""
+    if data.soft_labels is None:
+        raise ValueError(
+            "kld_human needs a split with human soft labels (CIFAR-10H), "
+            "but this EvalData has no soft_labels"
+        )
+    return {"kld_human": float(kl_to_human(data.soft_labels, data.probs).mean())}

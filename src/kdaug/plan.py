@@ -58,6 +58,8 @@ METRICS_CSV = f"{EXPERIMENT}/metrics.csv"
 TABLE_CSV = f"{EXPERIMENT}/{{selection}}/{{table}}.csv"
 TABLE_MD = f"{EXPERIMENT}/{{selection}}/{{table}}.md"
 FIGURE = f"{EXPERIMENT}/{{selection}}/{{figure}}.png"
+CLAIMS_CSV = f"{EXPERIMENT}/{{selection}}/claims.csv"
+CLAIMS_MD = f"{EXPERIMENT}/{{selection}}/claims.md"
 
 
 @dataclass(frozen=True)
@@ -150,15 +152,15 @@ def check_config(config: Mapping[str, Any]) -> None:
 
 
 def _check_report(exp: Mapping[str, Any], where: str) -> None:
-    """Every table of the experiment's report reads a split the experiment evaluates."""
+    """Every table and figure of the experiment's report reads a split it evaluates."""
     from kdaug.render import REPORTS
 
-    for table in REPORTS.get(exp["report"]).tables:
-        if table.split_role not in exp["eval_splits"]:
-            raise ConfigError(
-                f"{where}.eval_splits: the {exp['report']} report's {table.name} needs a "
-                f"{table.split_role!r} split"
-            )
+    missing = REPORTS.get(exp["report"]).split_roles() - set(exp["eval_splits"])
+    if missing:
+        raise ConfigError(
+            f"{where}.eval_splits: the {exp['report']} report needs the split roles "
+            f"{sorted(missing)}"
+        )
 
 
 SAME_AS_TEACHER = "same_as_teacher"

@@ -19,14 +19,18 @@ PACKAGE_DIR = Path(kdaug.__file__).parent
 def source_hash(modules: Iterable[str]) -> str:
     """sha256 over the source of the named ``kdaug`` modules or subpackages.
 
-    ``"engine"`` means ``kdaug/engine.py``; ``"models"`` every ``.py`` under
-    ``kdaug/models/``. The workflow passes this as a rule ``param`` so that Snakemake
-    reruns a rule when the library code it imports changes (it cannot see imports).
+    ``"engine"`` means ``kdaug/engine.py``; ``"models"`` every ``.py`` (and ``.yaml``
+    data file, such as the papers' values) under ``kdaug/models/``. The workflow passes
+    this as a rule ``param`` so that Snakemake reruns a rule when the library code it
+    imports changes (it cannot see imports).
     """
     digest = hashlib.sha256()
     for module in sorted(set(modules)):
         path = PACKAGE_DIR / module.replace(".", "/")
-        files = sorted(path.rglob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix in {".py", ".yaml"})
+        else:
+            files = [path.with_suffix(".py")]
         if not files or not files[0].exists():
             raise FileNotFoundError(f"no kdaug module {module!r} under {PACKAGE_DIR}")
         for file in files:

@@ -1,121 +1,176 @@
-"""Tables and figures from an experiment's collected metrics.
+"""Reports: which tables, figures and claim verdicts each kind of experiment renders.
 
-The collect step writes one long CSV (one row per cell x selection x split x metric);
-everything here reads that file, so tables can be re-rendered without touching models.
-Cells show the mean over seeds with the standard deviation (``mean ± std``, n seeds).
+An experiment names its report (``experiments.<name>.report``); the report lists table
+specs (:mod:`kdaug.tables`), figure specs (:mod:`kdaug.figures`) and whether the paper's
+claims are checked (:mod:`kdaug.claims`). Every file is rendered by its own job from the
+experiment's collected metrics (and, for some figures, stored model outputs), so one
+table can be redrawn alone.
 """
 
 from __future__ import annotations
 
-import csv
-import math
 import os
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from kdaug.io import atomic_path
+from kdaug.figures import FIGURE_SPECS, FigureSpec
 from kdaug.registry import Registry
+from kdaug.results import Results, read_long_csv
+from kdaug.tables import TableSpec, build_table
 
-LONG_COLUMNS = (
-    "experiment", "dataset", "seed", "role", "teacher_arch", "teacher_aug", "kd",
-    "student_arch", "student_aug", "selection", "split", "metric", "value",
-)  # fmt: skip
+STUDENT_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
+TEST_AND_SHIFTED = ("test", "shifted")
 
-
-def write_long_csv(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, LONG_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if row.get(k) is None else row[k] for k in LONG_COLUMNS})
-
-
-def read_long_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-@dataclass(frozen=True)
-class Column:
-    """One table column: a model (teacher or student arch) and a metric."""
-
-    model: str  # "teacher" or a student architecture name
-    metric: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.model} {self.metric}"
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    name: str
-    caption: str
-    split_role: str  # key of the experiment's eval_splits: "test" or "shifted"
-    metrics: tuple[str, ...]
-    teachers_only: bool = False
-
-
-DAS_TABLE1 = TableSpec(
-    "table1_test",
-    "Table 1 analogue (Das et al. 2020): accuracy and ECE (15 bins) of teachers and "
-    "their KD students on the in-distribution test split, per teacher augmentation.",
-    "test",
-    ("accuracy", "ece"),
-)
-DAS_TABLE2 = TableSpec(
-    "table2_shifted",
-    "Table 2 analogue: accuracy on the shifted test split (CINIC-10 ImageNet images for "
-    "CIFAR-10; the corrupted test split for the digits demo).",
-    "shifted",
-    ("accuracy",),
-)
-DAS_TABLE3 = TableSpec(
-    "table3_mnist",
-    "Table 3 analogue (Das et al. 2020, MNIST protocol): test accuracy and test loss "
-    "(mean cross-entropy) of AlexNet teachers per augmentation and their LeNet KD students.",
-    "test",
-    ("accuracy", "test_loss"),
-)
-DAS_TABLE4 = TableSpec(
-    "table4_separability",
-    "Table 4 analogue: class-separability S_f = (1/C^2) sum_ij KL(p_i || p_j) of "
-    "class-mean predicted distributions on the test split.",
-    "test",
-    ("class_separability",),
-)
-DAS_TABLE5 = TableSpec(
-    "table5_discrimination",
-    "Table 5 analogue: cohesion, adhesion and class-discrimination of the teachers' "
-    "standardised penultimate embeddings on the test split.",
-    "test",
-    ("cohesion", "adhesion", "class_discrimination"),
-    teachers_only=True,
-)
-FIGURE1 = "figure1_teacher_vs_student"
+DAS_TABLES = {
+    t.name: t
+    for t in (
+        TableSpec(
+            "table1_test",
+            "Table 1 analogue (Das et al. 2020): accuracy, KL divergence to the human label "
+            "distributions (KL(human || model), mean over images) and ECE (15 bins) of the "
+            "teachers and their KD students, per teacher augmentation.",
+            ("accuracy", "kld_human", "ece"),
+            ("human",),
+            paper_table="table1_test",
+        ),
+        TableSpec(
+            "table2_shifted",
+            "Table 2 analogue: accuracy on the shifted test split (CINIC-10's ImageNet "
+            "images for CIFAR-10; the corrupted test split for the digits demo).",
+            ("accuracy",),
+            ("shifted",),
+            paper_table="table2_shifted",
+        ),
+        TableSpec(
+            "table3_mnist",
+            "Table 3 analogue (MNIST protocol): test accuracy and test loss (mean "
+            "cross-entropy) of the AlexNet teachers per augmentation and their LeNet students.",
+            ("accuracy", "test_loss"),
+            paper_table="table3_mnist",
+        ),
+        TableSpec(
+            "table4_separability",
+            "Table 4 analogue: class-separability S_f = (1/C^2) sum_ij KL(p_i || p_j) of the "
+            "class-mean predicted distributions on the test split.",
+            ("class_separability",),
+            paper_table="table4_separability",
+        ),
+        TableSpec(
+            "table5_discrimination",
+            "Table 5 analogue: cohesion, adhesion and class-discrimination of the teachers' "
+            "standardised penultimate embeddings on the test split.",
+            ("cohesion", "adhesion", "class_discrimination"),
+            models="teacher",
+            paper_table="table5_discrimination",
+        ),
+        TableSpec(
+            "table6_students",
+            "Table 6 analogue: accuracy and macro precision / recall / F1 of every student "
+            "(distilled without augmentation) on both test sets.",
+            STUDENT_METRICS,
+            TEST_AND_SHIFTED,
+            models="students",
+            layout="long",
+            paper_table="table6_students",
+        ),
+        TableSpec(
+            "table7_augmented_students",
+            "Table 7 analogue (ablation): the baseline teacher distilled into LeNet students "
+            "trained with each augmentation (rows: the student's augmentation).",
+            STUDENT_METRICS,
+            TEST_AND_SHIFTED,
+            models="students",
+            rows="student_aug",
+            layout="long",
+            paper_table="table7_baseline_teacher_augmented_student",
+        ),
+        TableSpec(
+            "table8_same_augmentation",
+            "Table 8 analogue (ablation): teacher and LeNet student trained with the same "
+            "augmentation (rows).",
+            STUDENT_METRICS,
+            TEST_AND_SHIFTED,
+            models="students",
+            layout="long",
+            paper_table="table8_same_augmentation",
+        ),
+        TableSpec(
+            "table9_teachers",
+            "Table 9 analogue: accuracy and macro precision / recall / F1 of every teacher on "
+            "both test sets.",
+            STUDENT_METRICS,
+            TEST_AND_SHIFTED,
+            models="teacher",
+            layout="long",
+            paper_table="table9_teachers",
+        ),
+    )
+}
 
 
 @dataclass(frozen=True)
 class Report:
     """The tables and figures one kind of experiment renders (``experiments.*.report``)."""
 
-    tables: tuple[TableSpec, ...]
-    figures: tuple[str, ...]
+    paper: str
+    tables: tuple[str, ...]
+    figures: tuple[str, ...] = ()
+    claims: bool = True
 
     def table(self, name: str) -> TableSpec:
-        for spec in self.tables:
-            if spec.name == name:
-                return spec
-        raise KeyError(f"this report has no table {name!r}; it has {[t.name for t in self.tables]}")
+        if name not in self.tables:
+            raise KeyError(f"this report has no table {name!r}; it has {list(self.tables)}")
+        return DAS_TABLES[name]
+
+    def figure(self, name: str) -> FigureSpec:
+        if name not in self.figures:
+            raise KeyError(f"this report has no figure {name!r}; it has {list(self.figures)}")
+        return FIGURE_SPECS[name]
+
+    def split_roles(self) -> set[str]:
+        """The evaluation split roles this report reads (the experiment must define them)."""
+        roles = {r for t in self.tables for r in DAS_TABLES[t].split_roles}
+        for name in self.figures:
+            role = FIGURE_SPECS[name].split_role
+            if role != "human_or_test":
+                roles.add(role)
+        return roles
 
 
 REPORTS: Registry[Report] = Registry("report")
-REPORTS.register("das2020")(Report((DAS_TABLE1, DAS_TABLE2, DAS_TABLE4, DAS_TABLE5), (FIGURE1,)))
-REPORTS.register("das2020_mnist")(Report((DAS_TABLE3,), (FIGURE1,)))
+REPORTS.register("das2020")(
+    Report(
+        "das2020",
+        (
+            "table1_test",
+            "table2_shifted",
+            "table4_separability",
+            "table5_discrimination",
+            "table6_students",
+            "table9_teachers",
+        ),
+        (
+            "figure1_teacher_vs_student",
+            "figure3_human_confidence",
+            "figure4_tsne",
+            "figure5_reliability",
+            "figure6_relative_kl",
+            "figure7_ece",
+            "figure8_masked_confusion",
+        ),
+    )
+)
+REPORTS.register("das2020_mnist")(
+    Report("das2020", ("table3_mnist",), ("figure1_teacher_vs_student",))
+)
+REPORTS.register("das2020_augmented_students")(Report("das2020", ("table7_augmented_students",)))
+# The paper states no claim about this ablation beyond its table.
+REPORTS.register("das2020_same_augmentation")(
+    Report("das2020", ("table8_same_augmentation",), claims=False)
+)
+
+CLAIMS_FILE = "claims"
 
 
 def report_files(config: Mapping[str, Any], experiment: str) -> list[str]:
@@ -123,136 +178,11 @@ def report_files(config: Mapping[str, Any], experiment: str) -> list[str]:
     report = REPORTS.get(config["experiments"][experiment]["report"])
     files = []
     for selection in config["evaluation"]["selections"]:
-        files += [f"{selection}/{t.name}.{ext}" for t in report.tables for ext in ("csv", "md")]
+        files += [f"{selection}/{t}.{ext}" for t in report.tables for ext in ("csv", "md")]
         files += [f"{selection}/{f}.png" for f in report.figures]
+        if report.claims:
+            files += [f"{selection}/{CLAIMS_FILE}.{ext}" for ext in ("csv", "md")]
     return files
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
-    """Mean, sample standard deviation (ddof=1; NaN for one value) and count."""
-    arr = np.asarray(values, dtype=float)
-    if arr.size == 0:
-        return math.nan, math.nan, 0
-    std = float(arr.std(ddof=1)) if arr.size > 1 else math.nan
-    return float(arr.mean()), std, int(arr.size)
-
-
-def format_cell(mean: float, std: float, n: int) -> str:
-    if n == 0:
-        return "—"
-    return f"{mean:.3f}" if n == 1 else f"{mean:.3f} ± {std:.3f}"
-
-
-class Results:
-    """Collected metrics of one experiment, indexed for table lookups."""
-
-    def __init__(self, rows: Iterable[Mapping[str, str]], experiment_cfg: Mapping[str, Any]):
-        self.cfg = experiment_cfg
-        self.kd = experiment_cfg["students"]["kd_methods"][0]
-        self.student_aug = experiment_cfg["students"]["augmentations"][0]
-        self.values: dict[tuple[str, ...], list[float]] = defaultdict(list)
-        for r in rows:
-            model = "teacher" if r["role"] == "teacher" else r["student_arch"]
-            if r["role"] == "student" and (r["kd"], r["student_aug"]) != (
-                self.kd,
-                self.student_aug,
-            ):
-                continue
-            key = (r["selection"], r["split"], r["teacher_aug"], model, r["metric"])
-            self.values[key].append(float(r["value"]))
-
-    @property
-    def teacher_augs(self) -> list[str]:
-        return list(self.cfg["teachers"]["augmentations"])
-
-    def models(self, teachers_only: bool = False) -> list[str]:
-        return ["teacher"] if teachers_only else ["teacher", *self.cfg["students"]["archs"]]
-
-    def stat(self, selection: str, split: str, aug: str, model: str, metric: str) -> tuple:
-        return mean_std(self.values.get((selection, split, aug, model, metric), []))
-
-
-@dataclass(frozen=True)
-class Table:
-    caption: str
-    header: list[str]
-    rows: list[list[str]]
-    csv_header: list[str]
-    csv_rows: list[list[Any]]
-
-    def to_markdown(self) -> str:
-        lines = [f"{self.caption}", "", "| " + " | ".join(self.header) + " |"]
-        lines.append("|" + "|".join(["---"] * len(self.header)) + "|")
-        lines += ["| " + " | ".join(r) + " |" for r in self.rows]
-        return "\n".join(lines) + "\n"
-
-    def write(self, stem: str | os.PathLike[str]) -> None:
-        with atomic_path(f"{stem}.csv") as tmp, open(tmp, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(self.csv_header)
-            writer.writerows(self.csv_rows)
-        with atomic_path(f"{stem}.md") as tmp:
-            tmp.write_text(self.to_markdown())
-
-
-def build_table(results: Results, spec: TableSpec, selection: str) -> Table:
-    split = results.cfg["eval_splits"][spec.split_role]
-    columns = [
-        Column(m, metric) for m in results.models(spec.teachers_only) for metric in spec.metrics
-    ]
-    header = ["teacher augmentation", *(c.label for c in columns)]
-    csv_header = ["teacher_augmentation"]
-    for c in columns:
-        csv_header += [f"{c.model}_{c.metric}_{s}" for s in ("mean", "std", "n")]
-    rows, csv_rows = [], []
-    for aug in results.teacher_augs:
-        stats = [results.stat(selection, split, aug, c.model, c.metric) for c in columns]
-        rows.append([aug, *(format_cell(*s) for s in stats)])
-        csv_rows.append([aug, *(v for s in stats for v in s)])
-    caption = f"**{spec.name}** ({selection} weights, split `{split}`). {spec.caption}"
-    return Table(caption, header, rows, csv_header, csv_rows)
-
-
-def plot_teacher_vs_student(results: Results, selection: str, path: str | os.PathLike[str]) -> None:
-    """Figure 1 analogue: test accuracy of each teacher and its students, per augmentation,
-    with error bars of one standard deviation over seeds where there are several."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    split = results.cfg["eval_splits"]["test"]
-    augs, models = results.teacher_augs, results.models()
-    teacher_arch = results.cfg["teachers"]["archs"][0]
-    width = 0.8 / len(models)
-    fig, ax = plt.subplots(figsize=(2.6 + 1.3 * len(augs), 3.8), dpi=150)
-    n_seeds = 0
-    for i, model in enumerate(models):
-        stats = [results.stat(selection, split, aug, model, "accuracy") for aug in augs]
-        n_seeds = max(n_seeds, *(s[2] for s in stats))
-        means = np.array([s[0] for s in stats])
-        errs = np.array([s[1] if s[2] > 1 else 0.0 for s in stats])
-        xs = np.arange(len(augs)) + (i - (len(models) - 1) / 2) * width
-        label = f"teacher ({teacher_arch})" if model == "teacher" else f"{model} student"
-        bars = ax.bar(xs, means, width, yerr=errs, capsize=3, label=label)
-        ax.bar_label(
-            bars, labels=[f"{m:.2f}" for m in means], label_type="center", fontsize=7,
-            color="white", rotation=90,
-        )  # fmt: skip
-    ax.set_xticks(np.arange(len(augs)), augs)
-    ax.set_xlabel("teacher augmentation")
-    ax.set_ylabel(f"accuracy on {split}")
-    ax.set_ylim(0, 1.0)
-    spread = "mean ± std over" if n_seeds > 1 else "from"
-    ax.set_title(
-        f"Teacher vs KD student accuracy ({selection} weights; {spread} {n_seeds} seed(s))"
-    )
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
 
 
 def render_table(
@@ -263,23 +193,40 @@ def render_table(
     stem: str | os.PathLike[str],
 ) -> None:
     """Write table ``name`` of an experiment's report as ``stem``.csv and ``stem``.md."""
-    spec = REPORTS.get(experiment_cfg["report"]).table(name)
+    report = REPORTS.get(experiment_cfg["report"])
     results = Results(read_long_csv(long_csv), experiment_cfg)
-    build_table(results, spec, selection).write(stem)
-
-
-FIGURE_PLOTTERS = {FIGURE1: plot_teacher_vs_student}
+    # Published values sit beside ours only where the experiment is the paper's own
+    # (the demo's digits are not CIFAR-10: a difference to the paper would mislead).
+    paper = report.paper if experiment_cfg.get("compare_with_paper", True) else None
+    build_table(results, report.table(name), selection, paper).write(stem)
 
 
 def render_figure(
-    long_csv: str | os.PathLike[str],
+    long_csv: str | os.PathLike[str] | None,
     experiment_cfg: Mapping[str, Any],
     selection: str,
     name: str,
+    outputs: Sequence[str],
     path: str | os.PathLike[str],
 ) -> None:
     """Draw figure ``name`` of an experiment's report as the PNG ``path``."""
-    if name not in REPORTS.get(experiment_cfg["report"]).figures:
-        raise KeyError(f"the {experiment_cfg['report']} report has no figure {name!r}")
-    results = Results(read_long_csv(long_csv), experiment_cfg)
-    FIGURE_PLOTTERS[name](results, selection, path)
+    from kdaug.figures import render_figure as draw
+
+    spec = REPORTS.get(experiment_cfg["report"]).figure(name)
+    draw(
+        spec, experiment_cfg, selection, None if long_csv is None else str(long_csv), outputs, path
+    )
+
+
+def figure_inputs(
+    config: Mapping[str, Any], experiment: str, selection: str, figure: str
+) -> dict[str, Any]:
+    """The render_figure rule's named inputs: the metrics CSV and/or outputs files."""
+    from kdaug.figures import figure_sources
+    from kdaug.plan import METRICS_CSV
+
+    exp = config["experiments"][experiment]
+    spec = REPORTS.get(exp["report"]).figure(figure)
+    if spec.reads == "metrics":
+        return {"metrics": METRICS_CSV.format(experiment=experiment)}
+    return {"outputs": list(figure_sources(exp, spec, selection).values())}

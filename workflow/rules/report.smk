@@ -13,6 +13,8 @@ rule collect_metrics:
         "logs/experiments/{experiment}/collect.log",
     conda:
         CONDA_ENV
+    params:
+        code=source_hash(["evaluation", "results", "io"]),
     script:
         "../scripts/collect_metrics.py"
 
@@ -29,14 +31,18 @@ rule render_table:
         CONDA_ENV
     params:
         experiment=lambda w: config["experiments"][w.experiment],
-        code=source_hash(["render", "io"]),
+        code=source_hash(
+            ["render", "tables", "figures", "results", "metrics", "paper_values", "io"]
+        ),
     script:
         "../scripts/render_table.py"
 
 
 rule render_figure:
     input:
-        plan.METRICS_CSV,
+        unpack(
+            lambda w: render.figure_inputs(config, w.experiment, w.selection, w.figure)
+        ),
     output:
         plan.FIGURE,
     log:
@@ -45,6 +51,25 @@ rule render_figure:
         CONDA_ENV
     params:
         experiment=lambda w: config["experiments"][w.experiment],
-        code=source_hash(["render", "io"]),
+        code=source_hash(
+            ["render", "tables", "figures", "results", "metrics", "paper_values", "io"]
+        ),
     script:
         "../scripts/render_figure.py"
+
+
+rule render_claims:
+    input:
+        plan.METRICS_CSV,
+    output:
+        csv=plan.CLAIMS_CSV,
+        md=plan.CLAIMS_MD,
+    log:
+        "logs/experiments/{experiment}/{selection}/claims.log",
+    conda:
+        CONDA_ENV
+    params:
+        experiment=lambda w: config["experiments"][w.experiment],
+        code=source_hash(["claims", "results", "paper_values", "io"]),
+    script:
+        "../scripts/render_claims.py"

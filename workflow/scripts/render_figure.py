@@ -6,4 +6,6 @@ from kdaug.render import render_figure
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with job_log(sm.log[0]):
     w = sm.wildcards
-    render_figure(sm.input[0], sm.params.experiment, w.selection, w.figure, sm.output[0])
+    metrics_csv = sm.input.get("metrics")
+    outputs = list(sm.input.get("outputs", []))
+    render_figure(metrics_csv, sm.params.experiment, w.selection, w.figure, outputs, sm.output[0])

@@ -136,17 +136,45 @@ def shift_images(images: np.ndarray, seed: int, contrast: float, noise_std: floa
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
+def neighbour_vote_labels(
+    queries: np.ndarray, references: np.ndarray, reference_labels: np.ndarray, k: int, classes: int
+) -> np.ndarray:
+    """Soft labels: the class distribution of each query's ``k`` nearest references
+    (Euclidean distance on raw pixels; ties broken by reference order)."""
+    q = queries.reshape(len(queries), -1).astype(np.float64)
+    r = references.reshape(len(references), -1).astype(np.float64)
+    dist = (q**2).sum(1)[:, None] - 2 * q @ r.T + (r**2).sum(1)[None, :]
+    nearest = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    votes = np.zeros((len(q), classes))
+    np.add.at(votes, (np.arange(len(q))[:, None], reference_labels[nearest]), 1.0)
+    return votes / k
+
+
 @register_builder("digits")
 def _digits_builder() -> DatasetBuilder:
+    """The offline demo. ``test_shifted`` stands in for CINIC-10 (a documented corruption);
+    ``test_human`` stands in for CIFAR-10H: the test images with soft labels from a vote of
+    their ``human_k`` nearest training images, a crowd of look-alikes in place of human
+    annotators (digits have no annotator data)."""
+
     def build(split: str, files: Mapping[str, Path], params: Mapping[str, Any]) -> Split:
         full = _digits_full(int(params["image_size"]))
         seed = int(params["split_seed"])
         train_idx, test_idx = stratified_holdout(full.labels, int(params["test_size"]), seed)
-        if split not in {"test", "test_shifted"}:
+        if split not in {"test", "test_shifted", "test_human"}:
             return _holdout(full.subset(train_idx), split, params)
         test = full.subset(test_idx, f"test: stratified holdout of {len(test_idx)} (seed {seed})")
         if split == "test":
             return test
+        if split == "test_human":
+            k = int(params["human_k"])
+            train = full.subset(train_idx)
+            soft = neighbour_vote_labels(
+                test.images, train.images, train.labels, k, full.num_classes
+            )
+            note = f"soft labels: vote of the {k} nearest training images (stand-in for CIFAR-10H)"
+            provenance = {**test.provenance, "soft_labels": note}
+            return Split(test.images, test.labels, test.class_names, provenance, soft)
         shift = params["shift"]
         images = shift_images(
             test.images, int(shift["seed"]), shift["contrast"], shift["noise_std"]
@@ -154,7 +182,8 @@ def _digits_builder() -> DatasetBuilder:
         provenance = {**test.provenance, "shift": dict(shift)}
         return Split(images, test.labels, test.class_names, provenance)
 
-    return DatasetBuilder({"train": (), "val": (), "test": (), "test_shifted": ()}, build)
+    splits = ("train", "val", "test", "test_shifted", "test_human")
+    return DatasetBuilder(dict.fromkeys(splits, ()), build)
 
 
 # --------------------------------------------------------------------------- CIFAR-10 family

@@ -1,0 +1,13 @@
+"""Rule render_claims: the paper's claims checked across seeds, as a verdict table."""
+
+from pathlib import Path
+
+from kdaug.claims import render_claims
+from kdaug.joblog import job_log
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+with job_log(sm.log[0]):
+    stem = Path(sm.output.csv).with_suffix("")
+    verdicts = render_claims(sm.input[0], sm.params.experiment, sm.wildcards.selection, stem)
+    for v in verdicts:
+        print(f"{v.id}: {v.verdict}")
