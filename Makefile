@@ -44,4 +44,4 @@ format: setup
 	$(BIN)/snakefmt Snakefile workflow/rules
 
 clean-demo:
-	rm -rf results/data/digits results/models/digits results/experiments/das2020_digits
+	rm -rf results/data/digits results/models/digits results/experiments/das2020_digits*
