@@ -6,6 +6,10 @@ VENV ?= .venv
 CORES ?= 2
 BIN := $(VENV)/bin
 SNAKEMAKE := $(BIN)/snakemake
+# Training and extraction jobs declare `resources: gpu=1`. With GPUs, at most one job per
+# GPU; on a CPU-only machine the counter would only serialise CPU jobs, so it is set to
+# the core count there.
+GPUS ?= $(shell n=$$(nvidia-smi -L 2>/dev/null | wc -l); [ "$$n" -gt 0 ] && echo $$n || echo $(CORES))
 
 .PHONY: setup demo fashion test lint format dryrun clean-demo
 
@@ -17,12 +21,12 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(SNAKEMAKE) --cores $(CORES) --resources gpu=1 --configfile config/demo.yaml \
+	$(SNAKEMAKE) --cores $(CORES) --resources gpu=$(GPUS) --configfile config/demo.yaml \
 		--printshellcmds --show-failed-logs
 
 # Offline medium-size run: real Fashion-MNIST from Debian's dataset-fashion-mnist (mirror).
 fashion: setup
-	$(SNAKEMAKE) --cores $(CORES) --resources gpu=1 --configfile config/fashion.yaml \
+	$(SNAKEMAKE) --cores $(CORES) --resources gpu=$(GPUS) --configfile config/fashion.yaml \
 		$(FASHION_LAYERS) --printshellcmds --show-failed-logs
 
 # pytest exits 5 when it collects no tests; say so rather than pass silently or fail.

@@ -138,7 +138,7 @@ def test_unknown_augmentation_in_an_experiment_is_named() -> None:
 
 def test_demo_end_to_end_produces_every_table_and_figure(wd: Path) -> None:
     snakemake(
-        wd, "--cores", "2", "--resources", "gpu=1",
+        wd, "--cores", "2", "--resources", "gpu=2",  # CPU: the gpu counter must not serialise
         "--configfile", "config/demo.yaml", "config/fast.yaml",
     )  # fmt: skip
     config = load_config("config/config.yaml", "config/demo.yaml", "tests/configs/fast.yaml")
