@@ -160,3 +160,10 @@ def test_report_split_roles_are_checked() -> None:
     del config["experiments"]["das2020_cifar10"]["eval_splits"]["human"]
     with pytest.raises(plan.ConfigError, match=r"needs the split roles \['human'\]"):
         plan.check_config(config)
+
+
+def test_a_split_serving_two_roles_is_evaluated_once() -> None:
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    config["experiments"]["das2020_cifar10"]["eval_splits"]["test"] = "cifar10h"
+    files = [e.metrics_file for e in plan.experiment_evaluations(config, "das2020_cifar10")]
+    assert len(files) == len(set(files)) == 45 * 2  # 45 models x {cifar10h, cinic10}

@@ -209,7 +209,7 @@ def experiment_evaluations(config: Mapping[str, Any], experiment: str) -> Iterat
     exp = config["experiments"][experiment]
     for cell in experiment_cells(config, experiment):
         for selection in config["evaluation"]["selections"]:
-            for split in exp["eval_splits"].values():
+            for split in dict.fromkeys(exp["eval_splits"].values()):  # a split may serve two roles
                 yield Evaluation(cell, selection, split)
 
 
