@@ -8,7 +8,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kdaug.models.base import Classifier
+from kdaug.models.base import (
+    Classifier,
+    conv_bn_relu_stem,
+    global_pool,
+    init_conv_bn,
+    residual_stages,
+)
 from kdaug.models.zoo import MODELS, scaled
 
 
@@ -38,29 +44,13 @@ class ResNet(Classifier):
     ) -> None:
         super().__init__()
         planes = [scaled(c, width) for c in (64, 128, 256, 512)]
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, planes[0], 3, 1, 1, bias=False),
-            nn.BatchNorm2d(planes[0]),
-            nn.ReLU(inplace=True),
-        )
-        layers, in_planes = [], planes[0]
-        for i, (p, n) in enumerate(zip(planes, blocks, strict=True)):
-            for j in range(n):
-                layers.append(BasicBlock(in_planes, p, stride=2 if i > 0 and j == 0 else 1))
-                in_planes = p
-        self.layers = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.embedding_dim = in_planes
-        self.fc = nn.Linear(in_planes, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        self.stem = conv_bn_relu_stem(in_channels, planes[0])
+        self.layers, self.embedding_dim = residual_stages(BasicBlock, planes[0], planes, blocks)
+        self.fc = nn.Linear(self.embedding_dim, num_classes)
+        init_conv_bn(self)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.flatten(self.pool(self.layers(self.stem(x))), 1)
+        return global_pool(self.layers(self.stem(x)))
 
 
 @MODELS.register("resnet18")

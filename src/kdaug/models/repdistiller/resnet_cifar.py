@@ -13,8 +13,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from kdaug.models.base import Classifier
-from kdaug.models.repdistiller.common import global_pool, init_conv_bn
+from kdaug.models.base import (
+    Classifier,
+    conv_bn_relu_stem,
+    global_pool,
+    init_conv_bn,
+    residual_stages,
+)
 from kdaug.models.resnet import BasicBlock
 from kdaug.models.zoo import MODELS, scaled
 
@@ -43,19 +48,11 @@ class CifarResNet(Classifier):
         super().__init__()
         n = blocks_per_stage(depth)
         stem, *stages = (scaled(c, width) for c in filters)
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, stem, 3, 1, 1, bias=False),
-            nn.BatchNorm2d(stem),
-            nn.ReLU(inplace=True),
+        self.stem = conv_bn_relu_stem(in_channels, stem)
+        self.layers, self.embedding_dim = residual_stages(
+            BasicBlock, stem, stages, [n] * len(stages)
         )
-        layers, in_planes = [], stem
-        for i, planes in enumerate(stages):
-            for j in range(n):
-                layers.append(BasicBlock(in_planes, planes, stride=2 if i > 0 and j == 0 else 1))
-                in_planes = planes
-        self.layers = nn.Sequential(*layers)
-        self.embedding_dim = in_planes
-        self.fc = nn.Linear(in_planes, num_classes)
+        self.fc = nn.Linear(self.embedding_dim, num_classes)
         init_conv_bn(self)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

@@ -13,8 +13,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kdaug.models.base import Classifier
-from kdaug.models.repdistiller.common import global_pool, init_conv_bn
+from kdaug.models.base import (
+    Classifier,
+    conv_bn_relu_stem,
+    global_pool,
+    init_conv_bn,
+    residual_stages,
+)
 from kdaug.models.zoo import MODELS, scaled
 
 EXPANSION = 4
@@ -54,20 +59,12 @@ class BottleneckResNet(Classifier):
     ) -> None:
         super().__init__()
         stem = scaled(64, width)
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, stem, 3, 1, 1, bias=False),
-            nn.BatchNorm2d(stem),
-            nn.ReLU(inplace=True),
+        self.stem = conv_bn_relu_stem(in_channels, stem)
+        planes = [scaled(base, width) for base in (64, 128, 256, 512)]
+        self.layers, self.embedding_dim = residual_stages(
+            Bottleneck, stem, planes, blocks, EXPANSION
         )
-        layers, in_planes = [], stem
-        for i, (base, n) in enumerate(zip((64, 128, 256, 512), blocks, strict=True)):
-            planes = scaled(base, width)
-            for j in range(n):
-                layers.append(Bottleneck(in_planes, planes, stride=2 if i > 0 and j == 0 else 1))
-                in_planes = planes * EXPANSION
-        self.layers = nn.Sequential(*layers)
-        self.embedding_dim = in_planes
-        self.fc = nn.Linear(in_planes, num_classes)
+        self.fc = nn.Linear(self.embedding_dim, num_classes)
         init_conv_bn(self)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

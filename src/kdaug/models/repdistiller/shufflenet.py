@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kdaug.models.base import Classifier
-from kdaug.models.repdistiller.common import channel_shuffle, global_pool, scaled_multiple
+from kdaug.models.base import Classifier, global_pool
+from kdaug.models.repdistiller.common import channel_shuffle, scaled_multiple
 from kdaug.models.zoo import MODELS, scaled
 
 STEM = 24

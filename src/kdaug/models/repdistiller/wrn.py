@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kdaug.models.base import Classifier
-from kdaug.models.repdistiller.common import global_pool, init_conv_bn, init_linear
+from kdaug.models.base import Classifier, global_pool, init_conv_bn
+from kdaug.models.repdistiller.common import init_linear
 from kdaug.models.zoo import MODELS, scaled
 
 
