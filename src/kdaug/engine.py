@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdaug.augment import Augmentation
+from kdaug.augment import AnyAugmentation, AppendedAugmentation, Pick, pick_highest_entropy
 from kdaug.data.canonical import Split
 from kdaug.io import atomic_path
 from kdaug.losses import LossFn
@@ -145,11 +145,88 @@ def batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarra
 Teacher = Callable[[torch.Tensor], torch.Tensor]
 
 
+@dataclass
+class StepBatch:
+    """What one training step sees: the augmented batch ``x`` with its targets and the
+    teacher's logits on it, and for Wang et al.'s scheme the appended copy ``x'`` with
+    the teacher's logits on it (``None`` otherwise)."""
+
+    x: torch.Tensor
+    targets: torch.Tensor
+    teacher_logits: torch.Tensor | None = None
+    extra: torch.Tensor | None = None
+    extra_teacher_logits: torch.Tensor | None = None
+
+
+@torch.no_grad()
+def appended_rows(
+    candidates: torch.Tensor, pick: Pick | None, teacher: Teacher, student: nn.Module | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x'`` and the teacher's logits on it: all candidates, or the picked ones.
+
+    Student-entropy picking scores the candidates with the student in eval mode, so the
+    scoring pass does not move BatchNorm's running statistics (the paper's code scores in
+    train mode; its text does not say).
+    """
+    if pick is None:
+        return candidates, teacher(candidates)
+    n = pick.count(len(candidates))
+    if pick.by == "teacher":
+        logits = teacher(candidates)
+        keep = pick_highest_entropy(logits, n)
+        return candidates[keep], logits[keep]
+    if student is None:
+        raise ValueError("student-entropy picking needs the student")
+    was_training = student.training
+    student.eval()
+    keep = pick_highest_entropy(student(candidates), n)
+    student.train(was_training)
+    return candidates[keep], teacher(candidates[keep])
+
+
+def step_batch(
+    data: DeviceData,
+    index: torch.Tensor,
+    augmentation: AnyAugmentation,
+    rng: np.random.Generator,
+    teacher: Teacher | None = None,
+    student: nn.Module | None = None,
+) -> StepBatch:
+    """Gather rows ``index``, augment them on the device and run the teacher on them."""
+    targets = F.one_hot(data.labels[index], data.num_classes).float()
+    pixels = data.pixels(index)
+    if isinstance(augmentation, AppendedAugmentation):
+        if teacher is None:
+            raise ValueError(f"augmentation {augmentation.name!r} appends x' for KD: no teacher")
+        x, targets, candidates = augmentation.pair(pixels, targets, rng, data.normalize)
+        extra, extra_logits = appended_rows(candidates, augmentation.pick, teacher, student)
+        with torch.no_grad():
+            return StepBatch(x, targets, teacher(x), extra, extra_logits)
+    x, targets = augmentation(pixels, targets, rng, data.normalize)
+    if teacher is None:
+        return StepBatch(x, targets)
+    with torch.no_grad():
+        return StepBatch(x, targets, teacher(x))
+
+
+def step_loss(
+    model: nn.Module, batch: StepBatch, loss_fn: LossFn
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The step's loss and the student's logits on ``x``. The appended copy ``x'`` gets the
+    distillation term only, in a forward pass of its own (BatchNorm sees ``x`` and ``x'``
+    as separate batches, as in the paper's code)."""
+    logits = model(batch.x)
+    loss = loss_fn(logits, batch.targets, batch.teacher_logits)
+    if batch.extra is not None:
+        loss = loss + loss_fn.distill_only(model(batch.extra), batch.extra_teacher_logits)  # type: ignore[attr-defined]
+    return loss, logits
+
+
 def train_one_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     data: DeviceData,
-    augmentation: Augmentation,
+    augmentation: AnyAugmentation,
     loss_fn: LossFn,
     teacher: Teacher | None,
     rng: np.random.Generator,
@@ -165,19 +242,13 @@ def train_one_epoch(
     chunks = batches(len(data), batch_size, rng)
     for step, chunk in enumerate(chunks, 1):
         index = torch.as_tensor(chunk).to(device, non_blocking=True)
-        targets = F.one_hot(data.labels[index], data.num_classes).float()
-        x, targets = augmentation(data.pixels(index), targets, rng, data.normalize)
-        logits = model(x)
-        teacher_logits = None
-        if teacher is not None:
-            with torch.no_grad():
-                teacher_logits = teacher(x)
-        loss = loss_fn(logits, targets, teacher_logits)
+        batch = step_batch(data, index, augmentation, rng, teacher, model)
+        loss, logits = step_loss(model, batch, loss_fn)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         loss_sum += loss.detach() * len(chunk)
-        correct += (logits.detach().argmax(1) == targets.argmax(1)).sum()
+        correct += (logits.detach().argmax(1) == batch.targets.argmax(1)).sum()
         seen += len(chunk)
         progress(step, len(chunks), seen)
     return {"train_loss": loss_sum.item() / seen, "train_accuracy": correct.item() / seen}
@@ -215,7 +286,7 @@ def fit(
     val: DeviceData | None,
     *,
     recipe: Recipe,
-    augmentation: Augmentation,
+    augmentation: AnyAugmentation,
     loss_fn: LossFn,
     seed: int,
     teacher: Teacher | None = None,

@@ -63,7 +63,8 @@ def metrics_file(
 def collect(
     metrics_paths: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str], experiment: str
 ) -> None:
-    """Write one long CSV row per (metrics file, metric)."""
+    """Write one long CSV row per (metrics file, metric); teacher-statistics files
+    (:mod:`kdaug.teacher_stats`) are collected the same way, under their own split."""
     rows = []
     for path in metrics_paths:
         record = read_json(path)
@@ -80,7 +81,8 @@ def collect(
                     "kd": cell["kd"],
                     "student_arch": cell["student_arch"],
                     "student_aug": cell["student_aug"],
-                    "selection": record["selection"],
+                    # Teacher statistics of the training stream have no weight selection.
+                    "selection": record.get("selection", ""),
                     "split": record["split"],
                     "metric": metric,
                     "value": repr(float(value)),

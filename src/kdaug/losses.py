@@ -64,8 +64,16 @@ class HintonKD:
         ce = soft_cross_entropy(logits, targets)
         if self.alpha == 0:
             return ce
+        return (1 - self.alpha) * ce + self.distill_only(logits, teacher_logits)
+
+    def distill_only(self, logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        """The distillation term alone, ``alpha * T^2 * KL``: Wang et al.'s loss on the
+        appended copy ``x'`` (sec. 4.1: "for x', its loss is *only* the KL divergence"),
+        weighted as in their eq. (1) and averaged over the rows of ``x'``."""
+        if self.alpha == 0:
+            return logits.new_zeros(())
         kl = distillation_kl(logits, teacher_logits, self.temperature)
-        return (1 - self.alpha) * ce + self.alpha * self.temperature**2 * kl
+        return self.alpha * self.temperature**2 * kl
 
 
 LOSSES.register("ce")(CrossEntropy)
@@ -76,8 +84,12 @@ def hinton(temperature: float, alpha: float) -> HintonKD:
     return HintonKD(float(temperature), float(alpha))
 
 
+NOT_LOSS_PARAMS = ("loss", "name", "epochs_factor")
+"""Keys of a ``kd_methods`` entry that are not loss parameters: the entry's name and the
+prolonged-training factor (Wang et al.'s k), which scales the student's recipe instead."""
+
+
 def build_loss(spec: dict) -> LossFn:
-    """``{"loss": "hinton", "temperature": 20, "alpha": 0.5}`` -> a loss callable (a ``name``
-    key, the config entry's name, is ignored)."""
-    params = {k: v for k, v in spec.items() if k not in ("loss", "name")}
+    """``{"loss": "hinton", "temperature": 20, "alpha": 0.5}`` -> a loss callable."""
+    params = {k: v for k, v in spec.items() if k not in NOT_LOSS_PARAMS}
     return LOSSES.get(spec["loss"])(**params)

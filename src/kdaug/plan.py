@@ -52,6 +52,7 @@ VAL_SPLIT = DATA.replace("{split}", "val")
 TEACHER_MODEL = f"{TEACHER_DIR}/model.pt"
 STUDENT_MODEL = f"{STUDENT_DIR}/model.pt"
 ANY_MODEL = f"{MODELS}/{{model}}/model.pt"
+TEACHER_STATS = f"{STUDENT_DIR}/teacher_stats.json"
 EVAL_LOGITS = f"{EVAL}.npz"
 EVAL_METRICS = f"{EVAL}.json"
 METRICS_CSV = f"{EXPERIMENT}/metrics.csv"
@@ -141,14 +142,60 @@ def check_config(config: Mapping[str, Any]) -> None:
                     f"{split!r} (it has {', '.join(builder.splits)})"
                 )
         _check_report(exp, where)
+        for arch in exp["teachers"]["archs"]:
+            _require(config["architectures"], arch, "architecture", f"{where}.teachers")
+        _check_student_archs(config, exp, where)
         for group in ("teachers", "students"):
-            for arch in exp[group]["archs"]:
-                _require(config["architectures"], arch, "architecture", f"{where}.{group}")
             augs = exp[group]["augmentations"]
             for aug in exp["teachers"]["augmentations"] if augs == SAME_AS_TEACHER else augs:
                 _require(config["augmentations"], aug, "augmentation", f"{where}.{group}")
         for kd in exp["students"]["kd_methods"]:
             _require(config["kd_methods"], kd, "KD method", f"{where}.students")
+        _check_appended(config, exp, where)
+
+
+def _check_student_archs(config: Mapping[str, Any], exp: Mapping[str, Any], where: str) -> None:
+    archs = exp["students"]["archs"]
+    if isinstance(archs, Mapping):
+        for tarch in archs:
+            if tarch not in exp["teachers"]["archs"]:
+                raise ConfigError(
+                    f"{where}.students.archs: {tarch!r} is not one of the teachers' archs "
+                    f"{exp['teachers']['archs']}"
+                )
+    for tarch in exp["teachers"]["archs"]:
+        for arch in students_of(exp, tarch):
+            _require(config["architectures"], arch, "architecture", f"{where}.students")
+
+
+def students_of(exp: Mapping[str, Any], teacher_arch: str) -> list[str]:
+    """The student archs distilled from ``teacher_arch``: ``students.archs`` is a list
+    crossed with every teacher arch, or a mapping teacher arch -> list (Wang et al.'s
+    teacher/student pairs)."""
+    archs = exp["students"]["archs"]
+    if isinstance(archs, Mapping):
+        return list(archs.get(teacher_arch, []))
+    return list(archs)
+
+
+def _check_appended(config: Mapping[str, Any], exp: Mapping[str, Any], where: str) -> None:
+    """An appended copy x' is trained with the distillation term only, so it needs a
+    student and a KD loss (Wang et al. sec. 4.1)."""
+    for aug in exp["teachers"]["augmentations"]:
+        if is_appended(config, aug):
+            raise ConfigError(
+                f"{where}.teachers.augmentations: {aug!r} appends a copy trained by KD only; "
+                "teachers have no teacher to distil from"
+            )
+    if exp["students"]["augmentations"] == SAME_AS_TEACHER:
+        return
+    if any(is_appended(config, a) for a in exp["students"]["augmentations"]):
+        for kd in exp["students"]["kd_methods"]:
+            if config["kd_methods"][kd]["loss"] != "hinton":
+                raise ConfigError(
+                    f"{where}.students.kd_methods: {kd!r} has no distillation term for the "
+                    "appended copy (use a hinton loss)"
+                )
 
 
 def _check_report(exp: Mapping[str, Any], where: str) -> None:
@@ -186,7 +233,7 @@ def experiment_cells(config: Mapping[str, Any], experiment: str) -> list[Cell]:
         Cell(t.dataset, t.seed, t.teacher_arch, t.teacher_aug, kd, sarch, saug)
         for t in teachers
         for kd in exp["students"]["kd_methods"]
-        for sarch in exp["students"]["archs"]
+        for sarch in students_of(exp, t.teacher_arch)
         for saug in student_augmentations(exp, t.teacher_aug)
     ]
     return teachers + students
@@ -203,6 +250,38 @@ class Evaluation:
     @property
     def metrics_file(self) -> str:
         return self.cell.eval_file(self.selection, self.split, "json")
+
+
+def experiment_teacher_stats(config: Mapping[str, Any], experiment: str) -> list[str]:
+    """Wang et al.'s teacher statistics files (T. stddev, v̄, r̄) of an experiment's
+    students, when the experiment asks for them (``teacher_stats: true``)."""
+    if not config["experiments"][experiment].get("teacher_stats", False):
+        return []
+    cells = [c for c in experiment_cells(config, experiment) if c.role == "student"]
+    return [f"{c.directory}/teacher_stats.json" for c in cells]
+
+
+def teacher_stats_inputs(
+    config: Mapping[str, Any],
+    dataset: str,
+    seed: str,
+    tarch: str,
+    taug: str,
+    kd: str,
+    sarch: str,
+    saug: str,
+) -> dict[str, str]:
+    """The teacher_stats rule's inputs: the training split and the teacher, plus the
+    trained student when the augmentation picks samples by the student's entropy."""
+    fields = dict(dataset=dataset, seed=seed, tarch=tarch, taug=taug)
+    inputs = {
+        "train": TRAIN_SPLIT.format(dataset=dataset),
+        "teacher": TEACHER_MODEL.format(**fields),
+    }
+    pick = _augmentation(config, saug).get("pick") or {}
+    if pick.get("by") == "student":
+        inputs["student"] = STUDENT_MODEL.format(**fields, kd=kd, sarch=sarch, saug=saug)
+    return inputs
 
 
 def experiment_evaluations(config: Mapping[str, Any], experiment: str) -> Iterator[Evaluation]:
@@ -251,7 +330,30 @@ def _arch(config: Mapping[str, Any], name: str) -> dict[str, Any]:
 
 
 def _augmentation(config: Mapping[str, Any], name: str) -> dict[str, Any]:
-    return {"name": name, "steps": list(config["augmentations"][name])}
+    """``{name, steps}``, plus ``append`` and ``pick`` for Wang et al.'s appended copy.
+
+    An augmentation is written in the config either as its list of steps or as a mapping
+    ``{steps, append, pick}``."""
+    entry = config["augmentations"][name]
+    if isinstance(entry, Mapping):
+        return {"name": name, **{k: v for k, v in entry.items()}}
+    return {"name": name, "steps": list(entry)}
+
+
+def is_appended(config: Mapping[str, Any], augmentation: str) -> bool:
+    """Whether an augmentation appends an extra copy ``x'`` (KD students only)."""
+    return "append" in _augmentation(config, augmentation)
+
+
+def scaled_recipe(recipe: Mapping[str, Any], factor: int) -> dict[str, Any]:
+    """Wang et al.'s prolonged training: "If the number of total epochs is scaled by a
+    factor k, the epochs after which learning rate is decayed is also be scaled by k"."""
+    scaled = dict(recipe)
+    if factor == 1:
+        return scaled
+    scaled["epochs"] = recipe["epochs"] * factor
+    scaled["milestones"] = [m * factor for m in recipe.get("milestones", [])]
+    return scaled
 
 
 def teacher_spec(
@@ -282,6 +384,7 @@ def student_spec(
 ) -> dict[str, Any]:
     """The full description of a distilled student cell."""
     ds = config["datasets"][dataset]
+    method = config["kd_methods"][kd]
     return {
         "role": "student",
         "dataset": dataset,
@@ -289,8 +392,8 @@ def student_spec(
         "teacher": {"arch": tarch, "augmentation": taug},
         "arch": _arch(config, sarch),
         "augmentation": _augmentation(config, saug),
-        "kd": {"name": kd, **config["kd_methods"][kd]},
-        "recipe": dict(ds["training"]["student"]),
+        "kd": {"name": kd, **method},
+        "recipe": scaled_recipe(ds["training"]["student"], method.get("epochs_factor", 1)),
         "normalization": dict(ds["normalization"]),
     }
 

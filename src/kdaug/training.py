@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from kdaug.augment import build_augmentation
+from kdaug.augment import augmentation_from_spec
 from kdaug.data.canonical import load_split
 from kdaug.engine import DeviceData, Recipe, TrainState, cpu_state, evaluate, fit
 from kdaug.io import atomic_path
@@ -109,7 +109,7 @@ def train_cell(
     val = DeviceData.from_split(val_split, norm["mean"], norm["std"], device)
     model = build_cell_model(spec["arch"], train_split.num_classes, train_split.images.shape[1:])
     model = model.to(device)
-    augmentation = build_augmentation(spec["augmentation"]["name"], spec["augmentation"]["steps"])
+    augmentation = augmentation_from_spec(spec["augmentation"])
     loss_fn = build_loss(spec["kd"] if teacher_path else {"loss": "ce"})
     teacher = frozen_teacher(teacher_path, device) if teacher_path else None
 

@@ -37,3 +37,36 @@ rule compute_metrics:
         code=source_hash(["metrics", "evaluation", "io"]),
     script:
         "../scripts/compute_metrics.py"
+
+
+# Wang et al. (2022): the teacher's statistics on a student cell's training stream
+# (T. stddev, v-bar, r-bar). Reads the trained student only for student-entropy picking.
+rule teacher_stats:
+    input:
+        unpack(
+            lambda w: plan.teacher_stats_inputs(
+                config, w.dataset, w.seed, w.tarch, w.taug, w.kd, w.sarch, w.saug
+            )
+        ),
+    output:
+        plan.TEACHER_STATS,
+    log:
+        "logs/models/{dataset}/seed{seed}/{tarch}-{taug}/{kd}/{sarch}-{saug}/teacher_stats.log",
+    conda:
+        CONDA_ENV
+    threads: config["runtime"]["threads"]
+    resources:
+        gpu=1,
+    params:
+        spec=lambda w: plan.student_spec(
+            config, w.dataset, w.seed, w.tarch, w.taug, w.kd, w.sarch, w.saug
+        ),
+        cell=lambda w: plan.Cell(
+            w.dataset, int(w.seed), w.tarch, w.taug, w.kd, w.sarch, w.saug
+        ).identity(),
+        settings=config["evaluation"]["teacher_stats"],
+        code=source_hash(
+            ["teacher_stats", "engine", "augment", "training", "models", "data", "io"]
+        ),
+    script:
+        "../scripts/teacher_stats.py"

@@ -1,0 +1,17 @@
+"""Rule teacher_stats: Wang et al.'s T. stddev, v-bar and r-bar of one student cell."""
+
+from kdaug.joblog import job_log
+from kdaug.teacher_stats import cell_teacher_stats
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+with job_log(sm.log[0]):
+    cell_teacher_stats(
+        sm.params.spec,
+        cell=sm.params.cell,
+        train_path=sm.input.train,
+        teacher_path=sm.input.teacher,
+        student_path=sm.input.get("student"),
+        output=sm.output[0],
+        threads=sm.threads,
+        **sm.params.settings,
+    )
