@@ -117,6 +117,9 @@ class Report:
     tables: tuple[str, ...]
     figures: tuple[str, ...] = ()
     claims: bool = True
+    # "das": tables/figures by spec (kdaug.tables, kdaug.figures); "wang": kdaug.wang,
+    # whose columns are teacher/student pairs rather than one teacher's models.
+    renderer: str = "das"
 
     def table(self, name: str) -> TableSpec:
         if name not in self.tables:
@@ -130,6 +133,8 @@ class Report:
 
     def split_roles(self) -> set[str]:
         """The evaluation split roles this report reads (the experiment must define them)."""
+        if self.renderer == "wang":
+            return {"test"}
         roles = {r for t in self.tables for r in DAS_TABLES[t].split_roles}
         for name in self.figures:
             role = FIGURE_SPECS[name].split_role
@@ -170,6 +175,21 @@ REPORTS.register("das2020_same_augmentation")(
     Report("das2020", ("table8_same_augmentation",), claims=False)
 )
 
+# Wang et al. 2022: the DA-scheme grid (Tables 3-6, 9, 10, Figure 4) and the accuracy
+# grid (Tables 1-2). The paper's claims are read off these tables (no verdict file yet).
+REPORTS.register("wang2022_da")(
+    Report(
+        "wang2022",
+        ("table_tstddev", "table_covariance", "table_correlation_coefficient", "table_pearson"),
+        ("figure4_tstddev_vs_loss",),
+        claims=False,
+        renderer="wang",
+    )
+)
+REPORTS.register("wang2022_accuracy")(
+    Report("wang2022", ("table_accuracy",), claims=False, renderer="wang")
+)
+
 CLAIMS_FILE = "claims"
 
 
@@ -194,6 +214,11 @@ def render_table(
 ) -> None:
     """Write table ``name`` of an experiment's report as ``stem``.csv and ``stem``.md."""
     report = REPORTS.get(experiment_cfg["report"])
+    if report.renderer == "wang":
+        from kdaug import wang
+
+        wang.render(long_csv, experiment_cfg, selection, name, str(stem))
+        return
     results = Results(read_long_csv(long_csv), experiment_cfg)
     # Published values sit beside ours only where the experiment is the paper's own
     # (the demo's digits are not CIFAR-10: a difference to the paper would mislead).
@@ -212,7 +237,15 @@ def render_figure(
     """Draw figure ``name`` of an experiment's report as the PNG ``path``."""
     from kdaug.figures import render_figure as draw
 
-    spec = REPORTS.get(experiment_cfg["report"]).figure(name)
+    report = REPORTS.get(experiment_cfg["report"])
+    if report.renderer == "wang":
+        from kdaug import wang
+
+        if long_csv is None or name not in report.figures:
+            raise KeyError(f"this report has no figure {name!r}; it has {list(report.figures)}")
+        wang.render(long_csv, experiment_cfg, selection, name, str(path))
+        return
+    spec = report.figure(name)
     draw(
         spec, experiment_cfg, selection, None if long_csv is None else str(long_csv), outputs, path
     )
@@ -226,7 +259,10 @@ def figure_inputs(
     from kdaug.plan import METRICS_CSV
 
     exp = config["experiments"][experiment]
-    spec = REPORTS.get(exp["report"]).figure(figure)
+    report = REPORTS.get(exp["report"])
+    if report.renderer == "wang":
+        return {"metrics": METRICS_CSV.format(experiment=experiment)}
+    spec = report.figure(figure)
     if spec.reads == "metrics":
         return {"metrics": METRICS_CSV.format(experiment=experiment)}
     return {"outputs": list(figure_sources(exp, spec, selection).values())}

@@ -1,0 +1,370 @@
+"""Tables and figures of Wang et al. (2022) from an experiment's collected metrics.
+
+Two kinds of experiment:
+
+- **DA schemes** (report ``wang2022_da``; the paper's Tables 3-6, 9, 10 and Figure 4):
+  every teacher/student pair distilled with each appended-copy augmentation. Tables give
+  the teacher's T. stddev (and v̄, r̄) and each student's test loss per scheme; a
+  correlation table gives Pearson's r and its p-value between the teacher statistic and
+  the student test loss over the schemes, per pair (points: means over seeds, as the
+  paper's Figure 4); the figure is that scatter.
+- **accuracy** (report ``wang2022_accuracy``; Tables 1-2): test accuracy (percent) of
+  the students per (KD method, augmentation) row and pair, with the teachers' and the
+  CE-trained students' accuracies. ``experiments.<name>.paper_rows`` maps our rows
+  (``<kd method>/<augmentation>``, or ``teacher``) to the paper's row keys.
+
+Published values (``paper_values/wang2022.yaml``) sit beside ours when the experiment's
+dataset is the paper's (``cifar100`` or ``tiny_imagenet``) and ``compare_with_paper`` is
+not false. Augmentation names map to the paper's rows by dropping ``append_``
+(``append_cutmixpick_t`` -> ``cutmixpick_t``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kdaug.io import atomic_path
+from kdaug.plan import students_of
+from kdaug.results import Summary, read_long_csv, summarize
+from kdaug.tables import Cell, Table, paper_values
+from kdaug.teacher_stats import STREAM_SPLIT
+
+PAPER = "wang2022"
+# Per dataset: the paper's tables of each kind (a dataset not listed has no paper values).
+PAPER_TABLES = {
+    "cifar100": {
+        "tstddev": ("table3_cifar100_tstddev_loss", "table4_cifar100_tstddev_loss_cont"),
+        "vbar": ("table9_cifar100_vbar_loss",),
+        "rbar": ("table10_cifar100_rbar_loss",),
+        "accuracy": ("table1_cifar100_accuracy",),
+    },
+    "tiny_imagenet": {
+        "tstddev": ("table5_tinyimagenet_tstddev_loss", "table6_tinyimagenet_tstddev_loss_cont"),
+        "accuracy": ("table2_tinyimagenet_accuracy",),
+    },
+}
+# Teacher statistics: (metric in the CSV, paper column suffix, display scale, label).
+STATISTICS = {
+    "t_stddev": ("tstddev", 1e3, "T. stddev (x1e-3)"),
+    "cov_mean": ("vbar", 1e4, "v-bar (x1e-4)"),
+    "cor_mean": ("rbar", 1e2, "r-bar (x1e-2)"),
+}
+
+
+def paper_row(augmentation: str) -> str:
+    return augmentation.removeprefix("append_")
+
+
+class WangResults:
+    """Values over seeds of one experiment's cells, keyed by the pair and the row."""
+
+    def __init__(self, rows: Iterable[Mapping[str, str]], exp: Mapping[str, Any]):
+        self.exp = exp
+        self.values: dict[tuple[str, ...], dict[int, float]] = defaultdict(dict)
+        for r in rows:
+            student = (
+                (r["student_arch"], r["kd"], r["student_aug"])
+                if r["role"] == "student"
+                else ("", "", "")
+            )
+            key = (
+                r["teacher_arch"],
+                r["teacher_aug"],
+                *student,
+                r["selection"],
+                r["split"],
+                r["metric"],
+            )
+            self.values[key][int(r["seed"])] = float(r["value"])
+
+    @property
+    def teachers(self) -> list[str]:
+        return list(self.exp["teachers"]["archs"])
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        return [(t, s) for t in self.teachers for s in students_of(self.exp, t)]
+
+    @property
+    def teacher_aug(self) -> str:
+        augs = self.exp["teachers"]["augmentations"]
+        if len(augs) != 1:
+            raise ValueError(f"Wang et al.'s tables need one teacher augmentation; got {augs}")
+        return augs[0]
+
+    @property
+    def augmentations(self) -> list[str]:
+        return list(self.exp["students"]["augmentations"])
+
+    @property
+    def kd_methods(self) -> list[str]:
+        return list(self.exp["students"]["kd_methods"])
+
+    @property
+    def test_split(self) -> str:
+        return self.exp["eval_splits"]["test"]
+
+    def student(
+        self, pair: tuple[str, str], kd: str, aug: str, metric: str, selection: str
+    ) -> Summary:
+        split = STREAM_SPLIT if metric in STATISTICS else self.test_split
+        selection = "" if metric in STATISTICS else selection
+        key = (pair[0], self.teacher_aug, pair[1], kd, aug, selection, split, metric)
+        values = self.values.get(key, {})
+        return summarize([values[s] for s in sorted(values)])
+
+    def teacher(self, tarch: str, metric: str, selection: str) -> Summary:
+        key = (tarch, self.teacher_aug, "", "", "", selection, self.test_split, metric)
+        values = self.values.get(key, {})
+        return summarize([values[s] for s in sorted(values)])
+
+    def teacher_statistic(self, tarch: str, kd: str, aug: str, metric: str) -> Summary:
+        """A teacher statistic of (teacher, scheme): the same stream for every student of
+        the teacher (seeds pooled over students; they differ only for student-entropy
+        picking, which scores with each student)."""
+        values = []
+        for sarch in students_of(self.exp, tarch):
+            key = (tarch, self.teacher_aug, sarch, kd, aug, "", STREAM_SPLIT, metric)
+            values += list(self.values.get(key, {}).values())
+        return summarize(values)
+
+    def single_kd(self) -> str:
+        if len(self.kd_methods) != 1:
+            raise ValueError(f"this table needs one KD method; got {self.kd_methods}")
+        return self.kd_methods[0]
+
+
+def _paper_lookup(
+    exp: Mapping[str, Any], kind: str
+) -> Callable[[str, str], tuple[float | None, int]]:
+    """``(row, column) -> (published value, printed decimals)`` over the paper's tables of
+    ``kind`` for the experiment's dataset (nothing when not comparing)."""
+    tables = []
+    if exp.get("compare_with_paper", True):
+        names = PAPER_TABLES.get(exp["dataset"], {}).get(kind, ())
+        tables = [paper_values(PAPER)["tables"][n] for n in names]
+
+    def lookup(row: str, column: str) -> tuple[float | None, int]:
+        for table in tables:
+            value = table.get("values", {}).get(row, {}).get(column)
+            if value is not None:
+                decimals = table.get("decimals", 3)
+                if isinstance(decimals, dict):
+                    decimals = decimals.get(column, 3)
+                return float(value), int(decimals)
+        return None, 3
+
+    return lookup
+
+
+def _scaled(summary: Summary, scale: float) -> Summary:
+    return Summary(*(v * scale if isinstance(v, float) else v for v in (
+        summary.mean, summary.std, summary.n, summary.ci_low, summary.ci_high
+    )))  # fmt: skip
+
+
+def statistics_table(results: WangResults, selection: str, metric: str) -> Table:
+    """Tables 3-6 (T. stddev), 9 (v̄) and 10 (r̄): per scheme, the teacher statistic of
+    each teacher and the test loss of each of its students."""
+    suffix, scale, label = STATISTICS[metric]
+    lookup = _paper_lookup(results.exp, suffix)
+    kd = results.single_kd()
+    header, rows = [], []
+    for tarch in results.teachers:
+        header.append(f"{tarch} {label}")
+        header += [f"{tarch}/{s} S. test loss" for s in students_of(results.exp, tarch)]
+    for aug in results.augmentations:
+        row = paper_row(aug)
+        cells = []
+        for tarch in results.teachers:
+            stat = _scaled(results.teacher_statistic(tarch, kd, aug, metric), scale)
+            value, decimals = lookup(row, f"{tarch}__{suffix}")
+            if value is not None and suffix != "tstddev":  # v-bar, r-bar printed unscaled
+                value, decimals = value * scale, max(decimals - round(math.log10(scale)), 0)
+            cells.append(Cell(stat, value, decimals))
+            for sarch in students_of(results.exp, tarch):
+                loss = results.student((tarch, sarch), kd, aug, "test_loss", selection)
+                cells.append(Cell(loss, *lookup(row, f"{tarch}__{sarch}__test_loss")))
+        rows.append(([aug], cells))
+    caption = (
+        f"**{label} and student test loss** ({selection} weights; {kd}). Teacher statistic "
+        "of the KD training stream (x and its appended copy x'), student test loss (mean "
+        "cross-entropy on the test split), per appended augmentation. Cells: mean ± std "
+        "[95% t-interval] over seeds; paper: Wang et al. 2022 "
+        f"{'Tables 3-6' if suffix == 'tstddev' else 'Tables 9-10'}."
+    )
+    return Table(caption, ["augmentation"], header, rows)
+
+
+@dataclass(frozen=True)
+class Correlation:
+    pair: tuple[str, str]
+    statistic: str
+    r: float
+    p: float
+    points: int
+
+
+def correlations(results: WangResults, selection: str) -> list[Correlation]:
+    """Pearson's r (and two-sided p) between a teacher statistic and the student's test
+    loss over the schemes, per pair; each point is a mean over seeds (Figure 4)."""
+    from scipy import stats
+
+    kd = results.single_kd()
+    found = []
+    for pair in results.pairs:
+        for metric in STATISTICS:
+            xs, ys = [], []
+            for aug in results.augmentations:
+                x = results.student(pair, kd, aug, metric, selection).mean
+                y = results.student(pair, kd, aug, "test_loss", selection).mean
+                if not (math.isnan(x) or math.isnan(y)):
+                    xs.append(x)
+                    ys.append(y)
+            r = p = math.nan
+            if len(xs) >= 3 and np.ptp(xs) > 0 and np.ptp(ys) > 0:
+                r, p = (float(v) for v in stats.pearsonr(xs, ys))
+            found.append(Correlation(pair, metric, r, p, len(xs)))
+    return found
+
+
+def write_correlation_table(
+    results: WangResults, selection: str, stem: str | os.PathLike[str]
+) -> None:
+    rows = correlations(results, selection)
+    with atomic_path(f"{stem}.csv") as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["teacher", "student", "statistic", "pearson_r", "p_value", "points"])
+        for c in rows:
+            writer.writerow([*c.pair, c.statistic, c.r, c.p, c.points])
+    lines = [
+        f"**Correlation of teacher statistics with student test loss** ({selection} weights). "
+        "Pearson's r and two-sided p over the appended augmentations (each point a mean "
+        "over seeds), per teacher/student pair. Wang et al. 2022 report strong positive "
+        "correlation for T. stddev (Figure 4; its r and p values are not in the text) and "
+        "weaker agreement for v-bar and r-bar (appendix A.2).",
+        "",
+        "| teacher | student | "
+        + " | ".join(f"{STATISTICS[m][2]} r (p)" for m in STATISTICS)
+        + " |",
+        "|---|---|" + "---|" * len(STATISTICS),
+    ]
+    by_pair: dict[tuple[str, str], dict[str, Correlation]] = defaultdict(dict)
+    for c in rows:
+        by_pair[c.pair][c.statistic] = c
+    for pair, cells in by_pair.items():
+        text = [
+            "—" if math.isnan(c.r) else f"{c.r:+.3f} (p={c.p:.2g}, n={c.points})"
+            for c in (cells[m] for m in STATISTICS)
+        ]
+        lines.append(f"| {pair[0]} | {pair[1]} | " + " | ".join(text) + " |")
+    with atomic_path(f"{stem}.md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def accuracy_table(results: WangResults, selection: str) -> Table:
+    """Tables 1-2: test accuracy in percent per row and teacher/student pair."""
+    lookup = _paper_lookup(results.exp, "accuracy")
+    names = results.exp.get("paper_rows", {})
+    header = [f"{t}/{s}" for t, s in results.pairs]
+    rows = []
+    teacher_cells = []
+    for tarch, sarch in results.pairs:
+        acc = _scaled(results.teacher(tarch, "accuracy", selection), 100.0)
+        teacher_cells.append(Cell(acc, *lookup(names.get("teacher", ""), f"{tarch}__{sarch}")))
+    rows.append((["teacher"], teacher_cells))
+    for kd in results.kd_methods:
+        for aug in results.augmentations:
+            label = f"{kd}/{aug}"
+            cells = []
+            for pair in results.pairs:
+                acc = _scaled(results.student(pair, kd, aug, "accuracy", selection), 100.0)
+                cells.append(Cell(acc, *lookup(names.get(label, ""), "__".join(pair))))
+            rows.append(([label], cells))
+    caption = (
+        f"**Student test accuracy (%)** ({selection} weights), per KD method/augmentation "
+        "row and teacher/student pair (Wang et al. 2022 Tables 1-2; CRD rows not "
+        "reproduced). Cells: mean ± std [95% t-interval] over seeds."
+    )
+    return Table(caption, ["row"], header, rows)
+
+
+def plot_scatter(results: WangResults, selection: str, path: str | os.PathLike[str]) -> None:
+    """Figure 4: T. stddev vs student test loss per pair, one point per scheme."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kd = results.single_kd()
+    r_of = {(c.pair, c.statistic): c for c in correlations(results, selection)}
+    pairs = results.pairs
+    cols = min(len(pairs), 3)
+    rows = math.ceil(len(pairs) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.9 * rows), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, pair in zip(axes.flat, pairs, strict=False):
+        for i, aug in enumerate(results.augmentations):
+            x = _scaled(results.student(pair, kd, aug, "t_stddev", selection), 1e3)
+            y = results.student(pair, kd, aug, "test_loss", selection)
+            if x.empty or y.empty:
+                continue
+            xerr = None if math.isnan(x.std) else x.std
+            yerr = None if math.isnan(y.std) else y.std
+            ax.errorbar(x.mean, y.mean, xerr=xerr, yerr=yerr, fmt="o", color=colours(i % 10),
+                        label=paper_row(aug), capsize=2)  # fmt: skip
+        c = r_of[(pair, "t_stddev")]
+        stat = "r = n/a" if math.isnan(c.r) else f"r = {c.r:+.2f}, p = {c.p:.2g}"
+        ax.set_title(f"{pair[0]} → {pair[1]}\n{stat} (n={c.points})", fontsize=10)
+        ax.set_xlabel("T. stddev (x1e-3)")
+        ax.set_ylabel("student test loss")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(pairs) :]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=8,
+               bbox_to_anchor=(0.5, 0.0))  # fmt: skip
+    fig.suptitle(f"T. stddev vs student test loss ({selection} weights; Wang et al. Fig. 4)")
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+# -- what the reports render ------------------------------------------------------------
+
+TableWriter = Callable[[WangResults, str, Path], None]
+
+
+def _table_writer(build: Callable[[WangResults, str], Table]) -> TableWriter:
+    return lambda results, selection, stem: build(results, selection).write(stem)
+
+
+TABLES: dict[str, TableWriter] = {
+    "table_tstddev": _table_writer(lambda r, s: statistics_table(r, s, "t_stddev")),
+    "table_covariance": _table_writer(lambda r, s: statistics_table(r, s, "cov_mean")),
+    "table_correlation_coefficient": _table_writer(lambda r, s: statistics_table(r, s, "cor_mean")),
+    "table_pearson": write_correlation_table,
+    "table_accuracy": _table_writer(accuracy_table),
+}
+FIGURES = {"figure4_tstddev_vs_loss": plot_scatter}
+
+
+def render(
+    long_csv: str | os.PathLike[str], exp: Mapping[str, Any], selection: str, name: str, out: str
+) -> None:
+    """Write table ``name`` (``out`` is the stem) or figure ``name`` (``out`` is the PNG)."""
+    results = WangResults(read_long_csv(long_csv), exp)
+    if name in TABLES:
+        TABLES[name](results, selection, Path(out))
+    else:
+        FIGURES[name](results, selection, out)
