@@ -332,3 +332,15 @@ def test_student_spec_carries_append_pick_and_prolonged_recipe():
         config, "mnist", "0", "alexnet", "none", "kd_x2", "lenet", "append_pick"
     )
     assert set(inputs) == {"train", "teacher"}
+
+
+def test_experiment_view_resolves_student_epochs_and_alpha():
+    config = _config()
+    view = plan.experiment_view(config, "wang2022_cifar100_epochs")
+    assert view["student_epochs"]["kd_t4_x025"] == 60
+    assert view["student_epochs"]["ce_only_x4"] == 960
+    assert view["kd_alpha"]["ce_only"] == 0.0 and view["kd_alpha"]["kd_t4"] == 0.9
+    assert plan.scaled_recipe({"epochs": 240, "milestones": [150, 180, 210]}, 0.25) == {
+        "epochs": 60,
+        "milestones": [38, 45, 52],  # round(37.5) = 38 (half to even), 45, round(52.5) = 52
+    }

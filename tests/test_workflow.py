@@ -164,7 +164,8 @@ def check_report_file(path: Path) -> None:
     elif path.suffix == ".csv":
         rows = list(csv.DictReader(path.open()))
         assert rows, path
-        values = [v for r in rows for k, v in r.items() if k.endswith("_mean")]
+        # Table cells (`*_mean`), or Pearson's r of the correlation table.
+        values = [v for r in rows for k, v in r.items() if k.endswith("_mean") or k == "pearson_r"]
         assert values and all(float(v) == float(v) for v in values), path  # no NaN
     elif path.suffix == ".png":
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

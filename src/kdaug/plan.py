@@ -151,6 +151,13 @@ def check_config(config: Mapping[str, Any]) -> None:
                 _require(config["augmentations"], aug, "augmentation", f"{where}.{group}")
         for kd in exp["students"]["kd_methods"]:
             _require(config["kd_methods"], kd, "KD method", f"{where}.students")
+        for i, variant in enumerate(exp["students"].get("variants", [])):
+            for key, listed in (("kd_method", "kd_methods"), ("augmentation", "augmentations")):
+                if variant[key] not in exp["students"][listed]:
+                    raise ConfigError(
+                        f"{where}.students.variants[{i}].{key}: {variant[key]!r} is not in "
+                        f"students.{listed}"
+                    )
         _check_appended(config, exp, where)
 
 
@@ -232,11 +239,23 @@ def experiment_cells(config: Mapping[str, Any], experiment: str) -> list[Cell]:
     students = [
         Cell(t.dataset, t.seed, t.teacher_arch, t.teacher_aug, kd, sarch, saug)
         for t in teachers
-        for kd in exp["students"]["kd_methods"]
         for sarch in students_of(exp, t.teacher_arch)
-        for saug in student_augmentations(exp, t.teacher_aug)
+        for kd, saug in student_variants(exp, t.teacher_aug)
     ]
     return teachers + students
+
+
+def student_variants(exp: Mapping[str, Any], teacher_aug: str) -> list[tuple[str, str]]:
+    """(KD method, student augmentation) of each student of a teacher: the cross product
+    of ``students.kd_methods`` and ``students.augmentations``, or the explicit list
+    ``students.variants`` (Wang et al.'s Table 1 rows: KD, KD+CutMix, KD_960, ...)."""
+    if "variants" in exp["students"]:
+        return [(v["kd_method"], v["augmentation"]) for v in exp["students"]["variants"]]
+    return [
+        (kd, saug)
+        for kd in exp["students"]["kd_methods"]
+        for saug in student_augmentations(exp, teacher_aug)
+    ]
 
 
 @dataclass(frozen=True)
@@ -345,15 +364,30 @@ def is_appended(config: Mapping[str, Any], augmentation: str) -> bool:
     return "append" in _augmentation(config, augmentation)
 
 
-def scaled_recipe(recipe: Mapping[str, Any], factor: int) -> dict[str, Any]:
+def scaled_recipe(recipe: Mapping[str, Any], factor: float) -> dict[str, Any]:
     """Wang et al.'s prolonged training: "If the number of total epochs is scaled by a
-    factor k, the epochs after which learning rate is decayed is also be scaled by k"."""
+    factor k, the epochs after which learning rate is decayed is also be scaled by k".
+    Fractional factors (the epochs sweep of their Figure 2) round to whole epochs."""
     scaled = dict(recipe)
     if factor == 1:
         return scaled
-    scaled["epochs"] = recipe["epochs"] * factor
-    scaled["milestones"] = [m * factor for m in recipe.get("milestones", [])]
+    scaled["epochs"] = max(1, round(recipe["epochs"] * factor))
+    scaled["milestones"] = [max(1, round(m * factor)) for m in recipe.get("milestones", [])]
     return scaled
+
+
+def experiment_view(config: Mapping[str, Any], experiment: str) -> dict[str, Any]:
+    """An experiment's config for the render rules, plus what its KD methods resolve to
+    on its dataset: ``student_epochs`` and ``kd_alpha`` per KD method (Wang et al.'s
+    error-vs-epochs figure plots against them)."""
+    exp = dict(config["experiments"][experiment])
+    recipe = config["datasets"][exp["dataset"]]["training"]["student"]
+    methods = {kd: config["kd_methods"][kd] for kd in exp["students"]["kd_methods"]}
+    exp["student_epochs"] = {
+        kd: scaled_recipe(recipe, m.get("epochs_factor", 1))["epochs"] for kd, m in methods.items()
+    }
+    exp["kd_alpha"] = {kd: m["alpha"] for kd, m in methods.items()}
+    return exp
 
 
 def teacher_spec(

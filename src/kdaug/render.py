@@ -189,6 +189,12 @@ REPORTS.register("wang2022_da")(
 REPORTS.register("wang2022_accuracy")(
     Report("wang2022", ("table_accuracy",), claims=False, renderer="wang")
 )
+# Figure 2: test error vs training epochs, KD vs CE, per augmentation.
+REPORTS.register("wang2022_epochs")(
+    Report(
+        "wang2022", ("table_accuracy",), ("figure2_error_vs_epochs",), claims=False, renderer="wang"
+    )
+)
 
 CLAIMS_FILE = "claims"
 

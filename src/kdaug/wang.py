@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from kdaug.io import atomic_path
-from kdaug.plan import students_of
+from kdaug.plan import student_variants, students_of
 from kdaug.results import Summary, read_long_csv, summarize
 from kdaug.tables import Cell, Table, paper_values
 from kdaug.teacher_stats import STREAM_SPLIT
@@ -60,8 +60,10 @@ STATISTICS = {
 }
 
 
-def paper_row(augmentation: str) -> str:
-    return augmentation.removeprefix("append_")
+def paper_row(exp: Mapping[str, Any], row: str) -> str:
+    """The paper's row key of our row (``experiments.*.paper_rows``, else the
+    augmentation name without ``append_``)."""
+    return exp.get("paper_rows", {}).get(row, row.removeprefix("append_"))
 
 
 class WangResults:
@@ -183,7 +185,7 @@ def statistics_table(results: WangResults, selection: str, metric: str) -> Table
         header.append(f"{tarch} {label}")
         header += [f"{tarch}/{s} S. test loss" for s in students_of(results.exp, tarch)]
     for aug in results.augmentations:
-        row = paper_row(aug)
+        row = paper_row(results.exp, aug)
         cells = []
         for tarch in results.teachers:
             stat = _scaled(results.teacher_statistic(tarch, kd, aug, metric), scale)
@@ -274,22 +276,21 @@ def write_correlation_table(
 def accuracy_table(results: WangResults, selection: str) -> Table:
     """Tables 1-2: test accuracy in percent per row and teacher/student pair."""
     lookup = _paper_lookup(results.exp, "accuracy")
-    names = results.exp.get("paper_rows", {})
     header = [f"{t}/{s}" for t, s in results.pairs]
     rows = []
     teacher_cells = []
     for tarch, sarch in results.pairs:
         acc = _scaled(results.teacher(tarch, "accuracy", selection), 100.0)
-        teacher_cells.append(Cell(acc, *lookup(names.get("teacher", ""), f"{tarch}__{sarch}")))
+        row = results.exp.get("paper_rows", {}).get("teacher", "teacher_accuracy")
+        teacher_cells.append(Cell(acc, *lookup(row, f"{tarch}__{sarch}")))
     rows.append((["teacher"], teacher_cells))
-    for kd in results.kd_methods:
-        for aug in results.augmentations:
-            label = f"{kd}/{aug}"
-            cells = []
-            for pair in results.pairs:
-                acc = _scaled(results.student(pair, kd, aug, "accuracy", selection), 100.0)
-                cells.append(Cell(acc, *lookup(names.get(label, ""), "__".join(pair))))
-            rows.append(([label], cells))
+    for kd, aug in student_variants(results.exp, results.teacher_aug):
+        label = f"{kd}/{aug}"
+        cells = []
+        for pair in results.pairs:
+            acc = _scaled(results.student(pair, kd, aug, "accuracy", selection), 100.0)
+            cells.append(Cell(acc, *lookup(paper_row(results.exp, label), "__".join(pair))))
+        rows.append(([label], cells))
     caption = (
         f"**Student test accuracy (%)** ({selection} weights), per KD method/augmentation "
         "row and teacher/student pair (Wang et al. 2022 Tables 1-2; CRD rows not "
@@ -310,7 +311,8 @@ def plot_scatter(results: WangResults, selection: str, path: str | os.PathLike[s
     pairs = results.pairs
     cols = min(len(pairs), 3)
     rows = math.ceil(len(pairs) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.9 * rows), squeeze=False)
+    width = max(4.6 * cols, 8.0)  # room for the title and the legend with one panel
+    fig, axes = plt.subplots(rows, cols, figsize=(width, 3.9 * rows + 1.0), squeeze=False)
     colours = plt.get_cmap("tab10")
     for ax, pair in zip(axes.flat, pairs, strict=False):
         for i, aug in enumerate(results.augmentations):
@@ -321,7 +323,7 @@ def plot_scatter(results: WangResults, selection: str, path: str | os.PathLike[s
             xerr = None if math.isnan(x.std) else x.std
             yerr = None if math.isnan(y.std) else y.std
             ax.errorbar(x.mean, y.mean, xerr=xerr, yerr=yerr, fmt="o", color=colours(i % 10),
-                        label=paper_row(aug), capsize=2)  # fmt: skip
+                        label=paper_row(results.exp, aug), capsize=2)  # fmt: skip
         c = r_of[(pair, "t_stddev")]
         stat = "r = n/a" if math.isnan(c.r) else f"r = {c.r:+.2f}, p = {c.p:.2g}"
         ax.set_title(f"{pair[0]} → {pair[1]}\n{stat} (n={c.points})", fontsize=10)
@@ -332,9 +334,56 @@ def plot_scatter(results: WangResults, selection: str, path: str | os.PathLike[s
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=8,
-               bbox_to_anchor=(0.5, 0.0))  # fmt: skip
+               bbox_to_anchor=(0.5, 0.0), title="appended augmentation")  # fmt: skip
     fig.suptitle(f"T. stddev vs student test loss ({selection} weights; Wang et al. Fig. 4)")
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.tight_layout(rect=(0, 1.0 / fig.get_figheight(), 1, 1))  # 1 inch for the legend
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def plot_error_vs_epochs(
+    results: WangResults, selection: str, path: str | os.PathLike[str]
+) -> None:
+    """Figure 2: student test error against its number of training epochs, CE (alpha 0)
+    vs KD, one line per (loss, augmentation), one panel per pair; error bars: one std
+    over seeds. Epochs per KD method come from ``student_epochs`` (see
+    :func:`kdaug.plan.experiment_view`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs, alpha = results.exp["student_epochs"], results.exp["kd_alpha"]
+    pairs = results.pairs
+    fig, axes = plt.subplots(
+        1, len(pairs), figsize=(max(5.5 * len(pairs), 7.0), 4.4), squeeze=False
+    )
+    for ax, pair in zip(axes.flat, pairs, strict=True):
+        lines: dict[tuple[str, str], list[tuple[int, Summary]]] = defaultdict(list)
+        for kd, aug in student_variants(results.exp, results.teacher_aug):
+            acc = results.student(pair, kd, aug, "accuracy", selection)
+            if not acc.empty:
+                kind = "KD" if alpha[kd] > 0 else "CE"
+                lines[(kind, aug)].append((epochs[kd], _scaled(acc, 100.0)))
+        for (kind, aug), points in sorted(lines.items()):
+            points.sort(key=lambda p: p[0])
+            xs = [p[0] for p in points]
+            errors = [100.0 - p[1].mean for p in points]
+            spread = [0.0 if math.isnan(p[1].std) else p[1].std for p in points]
+            style = "-" if kind == "KD" else "--"
+            ax.errorbar(xs, errors, yerr=spread, fmt=style + "o", capsize=2, label=f"{kind}, {aug}")
+        ax.set_xscale("log", base=2)
+        ticks = sorted({x for points in lines.values() for x, _ in points})
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("training epochs")
+        ax.set_ylabel("test error (%)")
+        ax.set_title(f"{pair[0]} → {pair[1]}", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Test error vs epochs, KD vs CE ({selection} weights; Wang et al. Fig. 2)")
+    fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
@@ -356,7 +405,10 @@ TABLES: dict[str, TableWriter] = {
     "table_pearson": write_correlation_table,
     "table_accuracy": _table_writer(accuracy_table),
 }
-FIGURES = {"figure4_tstddev_vs_loss": plot_scatter}
+FIGURES = {
+    "figure4_tstddev_vs_loss": plot_scatter,
+    "figure2_error_vs_epochs": plot_error_vs_epochs,
+}
 
 
 def render(

@@ -31,7 +31,7 @@ rule render_table:
     conda:
         CONDA_ENV
     params:
-        experiment=lambda w: config["experiments"][w.experiment],
+        experiment=lambda w: plan.experiment_view(config, w.experiment),
         code=source_hash(
             ["render", "tables", "figures", "results", "metrics", "paper_values", "io"]
         ),
@@ -51,7 +51,7 @@ rule render_figure:
     conda:
         CONDA_ENV
     params:
-        experiment=lambda w: config["experiments"][w.experiment],
+        experiment=lambda w: plan.experiment_view(config, w.experiment),
         code=source_hash(
             ["render", "tables", "figures", "results", "metrics", "paper_values", "io"]
         ),
@@ -70,7 +70,7 @@ rule render_claims:
     conda:
         CONDA_ENV
     params:
-        experiment=lambda w: config["experiments"][w.experiment],
+        experiment=lambda w: plan.experiment_view(config, w.experiment),
         code=source_hash(["claims", "results", "paper_values", "io"]),
     script:
         "../scripts/render_claims.py"

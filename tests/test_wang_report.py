@@ -1,0 +1,173 @@
+"""Wang et al. (2022) tables and Figure 4 from a synthetic metrics CSV."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+
+from kdaug import wang
+from kdaug.results import write_long_csv
+
+AUGS = ["append_identity", "append_flip", "append_cutmix", "append_cutmixpick_t"]
+PAIRS = {"wrn_40_2": ["wrn_16_2"], "resnet56": ["resnet20"]}
+
+
+def _exp(dataset: str = "cifar100", **extra) -> dict:
+    return {
+        "report": "wang2022_da",
+        "dataset": dataset,
+        "seeds": [0, 1],
+        "teachers": {"archs": list(PAIRS), "augmentations": ["standard"]},
+        "students": {"archs": PAIRS, "augmentations": AUGS, "kd_methods": ["kd_t4"]},
+        "teacher_stats": True,
+        "eval_splits": {"test": "test"},
+        **extra,
+    }
+
+
+def _row(seed, tarch, metric, value, split="test", selection="last", **student):
+    role = "student" if student else "teacher"
+    return {
+        "experiment": "e", "dataset": "cifar100", "seed": seed, "role": role,
+        "teacher_arch": tarch, "teacher_aug": "standard", "kd": student.get("kd"),
+        "student_arch": student.get("sarch"), "student_aug": student.get("saug"),
+        "selection": selection, "split": split, "metric": metric, "value": repr(float(value)),
+    }  # fmt: skip
+
+
+def _metrics_csv(tmp_path):
+    """T. stddev falls with the scheme index; the student's loss follows it linearly with
+    a seed-dependent wobble, so Pearson's r is known from the means."""
+    rows = []
+    means = {}
+    for t_index, (tarch, students) in enumerate(PAIRS.items()):
+        for seed in (0, 1):
+            rows.append(_row(seed, tarch, "accuracy", 0.7 + 0.01 * seed))
+            for i, aug in enumerate(AUGS):
+                stddev = (5.5 - 0.4 * i - 0.1 * t_index) * 1e-3
+                cell = {"kd": "kd_t4", "sarch": students[0], "saug": aug}
+                loss = 0.8 + 60 * stddev + 0.01 * seed + 0.02 * (i == 1)
+                means.setdefault((tarch, aug), []).append((stddev, loss))
+                stream = {"split": "train_stream", "selection": ""}
+                rows.append(_row(seed, tarch, "t_stddev", stddev, **stream, **cell))
+                rows.append(_row(seed, tarch, "cov_mean", 1e-4 * (1 + i), **stream, **cell))
+                rows.append(_row(seed, tarch, "cor_mean", 1e-2 * (2 - i), **stream, **cell))
+                rows.append(_row(seed, tarch, "test_loss", loss, **cell))
+                rows.append(_row(seed, tarch, "accuracy", 0.6 + 0.01 * i, **cell))
+    path = tmp_path / "metrics.csv"
+    write_long_csv(path, rows)
+    return path, means
+
+
+def test_pearson_matches_numpy_on_the_seed_means(tmp_path):
+    path, means = _metrics_csv(tmp_path)
+    wang.render(path, _exp(), "last", "table_pearson", str(tmp_path / "pearson"))
+    with open(tmp_path / "pearson.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    found = {(r["teacher"], r["statistic"]): r for r in rows}
+    for tarch in PAIRS:
+        xs = [np.mean([v[0] for v in means[(tarch, a)]]) for a in AUGS]
+        ys = [np.mean([v[1] for v in means[(tarch, a)]]) for a in AUGS]
+        expected = np.corrcoef(xs, ys)[0, 1]
+        row = found[(tarch, "t_stddev")]
+        assert float(row["pearson_r"]) == pytest.approx(expected)
+        assert int(row["points"]) == len(AUGS)
+        assert 0 <= float(row["p_value"]) < 0.1  # strongly correlated by construction
+    # r-bar falls while the loss falls: a positive correlation too; v-bar rises: negative.
+    assert float(found[("wrn_40_2", "cov_mean")]["pearson_r"]) < 0
+    md = (tmp_path / "pearson.md").read_text()
+    assert "| wrn_40_2 | wrn_16_2 |" in md
+
+
+def test_tstddev_table_scales_and_sits_beside_the_paper(tmp_path):
+    path, _ = _metrics_csv(tmp_path)
+    wang.render(path, _exp(), "last", "table_tstddev", str(tmp_path / "t"))
+    with open(tmp_path / "t.csv") as fh:
+        rows = {r["augmentation"]: r for r in csv.DictReader(fh)}
+    identity = rows["append_identity"]
+    # Our T. stddev shown in units of 1e-3, the paper's Table 3 value beside it.
+    assert float(identity["wrn_40_2_T._stddev_(x1e-3)_mean"]) == pytest.approx(5.5)
+    assert float(identity["wrn_40_2_T._stddev_(x1e-3)_paper"]) == pytest.approx(5.473)
+    assert float(identity["wrn_40_2/wrn_16_2_S._test_loss_paper"]) == pytest.approx(1.0976)
+    assert int(identity["wrn_40_2_T._stddev_(x1e-3)_n"]) == 2
+    # Without the paper's data there is no paper column value.
+    wang.render(path, _exp("digits"), "last", "table_tstddev", str(tmp_path / "d"))
+    with open(tmp_path / "d.csv") as fh:
+        first = next(csv.DictReader(fh))
+    assert first["wrn_40_2_T._stddev_(x1e-3)_paper"] == ""
+
+
+def test_covariance_table_uses_the_printed_vbar(tmp_path):
+    path, _ = _metrics_csv(tmp_path)
+    wang.render(path, _exp(), "last", "table_covariance", str(tmp_path / "v"))
+    with open(tmp_path / "v.csv") as fh:
+        identity = next(csv.DictReader(fh))
+    # Table 9 prints 0.00015322; shown x1e4 like ours.
+    assert float(identity["wrn_40_2_v-bar_(x1e-4)_paper"]) == pytest.approx(1.5322)
+    assert float(identity["wrn_40_2_v-bar_(x1e-4)_mean"]) == pytest.approx(1.0)
+
+
+def test_accuracy_table_rows_follow_the_variants(tmp_path):
+    path, _ = _metrics_csv(tmp_path)
+    exp = _exp()
+    exp["report"] = "wang2022_accuracy"
+    exp["students"]["variants"] = [
+        {"kd_method": "kd_t4", "augmentation": "append_cutmix"},
+        {"kd_method": "kd_t4", "augmentation": "append_identity"},
+    ]
+    exp["paper_rows"] = {"kd_t4/append_cutmix": "kd_cutmix"}
+    wang.render(path, exp, "last", "table_accuracy", str(tmp_path / "a"))
+    with open(tmp_path / "a.csv") as fh:
+        rows = {r["row"]: r for r in csv.DictReader(fh)}
+    assert list(rows) == ["teacher", "kd_t4/append_cutmix", "kd_t4/append_identity"]
+    cutmix = rows["kd_t4/append_cutmix"]
+    assert float(cutmix["wrn_40_2/wrn_16_2_mean"]) == pytest.approx(62.0)  # percent
+    assert float(cutmix["wrn_40_2/wrn_16_2_paper"]) == pytest.approx(75.34)
+    assert float(rows["teacher"]["resnet56/resnet20_paper"]) == pytest.approx(72.34)
+    assert rows["kd_t4/append_identity"]["wrn_40_2/wrn_16_2_paper"] == ""
+    assert math.isclose(float(rows["teacher"]["wrn_40_2/wrn_16_2_mean"]), 70.5)
+
+
+def test_scatter_figure_is_written(tmp_path):
+    path, _ = _metrics_csv(tmp_path)
+    out = tmp_path / "fig.png"
+    wang.render(path, _exp(), "last", "figure4_tstddev_vs_loss", str(out))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_error_vs_epochs_figure_reads_the_resolved_epochs(tmp_path):
+    rows = []
+    for seed in (0, 1):
+        rows.append(_row(seed, "resnet56", "accuracy", 0.7))
+        for kd, epochs in (("ce_a", 60), ("ce_b", 240), ("kd_a", 60), ("kd_b", 240)):
+            for aug in ("none", "standard"):
+                cell = {"kd": kd, "sarch": "resnet20", "saug": aug}
+                acc = 0.5 + epochs / 1000 + (0.05 if kd.startswith("kd") else 0)
+                rows.append(_row(seed, "resnet56", "accuracy", acc, **cell))
+    path = tmp_path / "m.csv"
+    write_long_csv(path, rows)
+    exp = {
+        "report": "wang2022_epochs",
+        "dataset": "cifar100",
+        "seeds": [0, 1],
+        "teachers": {"archs": ["resnet56"], "augmentations": ["standard"]},
+        "students": {
+            "archs": {"resnet56": ["resnet20"]},
+            "augmentations": ["none", "standard"],
+            "kd_methods": ["ce_a", "ce_b", "kd_a", "kd_b"],
+        },
+        "eval_splits": {"test": "test"},
+        "student_epochs": {"ce_a": 60, "ce_b": 240, "kd_a": 60, "kd_b": 240},
+        "kd_alpha": {"ce_a": 0.0, "ce_b": 0.0, "kd_a": 0.9, "kd_b": 0.9},
+    }
+    out = tmp_path / "fig2.png"
+    wang.render(path, exp, "last", "figure2_error_vs_epochs", str(out))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    wang.render(path, exp, "last", "table_accuracy", str(tmp_path / "acc"))
+    with open(tmp_path / "acc.csv") as fh:
+        got = {r["row"]: float(r["resnet56/resnet20_mean"]) for r in csv.DictReader(fh)}
+    assert got["kd_b/standard"] == pytest.approx(100 * (0.5 + 0.24 + 0.05))
+    assert len(got) == 1 + 8  # the teacher row and the 4 x 2 crossed students
