@@ -71,8 +71,11 @@ def merge(base: dict, layer: dict) -> None:
             base[key] = value
 
 
+DAS_RUN = "run=[das2020_cifar10,das2020_augmented_students,das2020_same_augmentation,das2020_mnist]"
+
+
 def test_paper_grid_dry_run_shows_the_full_plan_offline(wd: Path) -> None:
-    out = snakemake(wd, "-n", "--cores", "4", "--resources", "gpu=1").stdout
+    out = snakemake(wd, "-n", "--cores", "4", "--resources", "gpu=1", "--config", DAS_RUN).stdout
     counts = job_counts(out)
     # 3 seeds x (5 ResNet18 CIFAR-10 teachers + 3 AlexNet MNIST teachers)
     assert counts["train_teacher"] == 3 * (5 + 3)
@@ -85,11 +88,36 @@ def test_paper_grid_dry_run_shows_the_full_plan_offline(wd: Path) -> None:
     assert counts["prepare_split"] == 8  # cifar10 train/val/test/cinic10/cifar10h, mnist x3
 
 
+def test_wang_grid_dry_run(wd: Path) -> None:
+    """Wang et al.'s CIFAR-100 cells: 5 teachers; the DA grid's 9 teacher/student column
+    pairs x 9 schemes, Table 1's 7 pairs x 6 rows (2 rows shared with the DA grid), the
+    epochs sweep's 10 KD/CE methods x 4 augmentations (3 cells shared with Table 1)."""
+    run = "run=[wang2022_cifar100_da,wang2022_cifar100_accuracy,wang2022_cifar100_epochs]"
+    out = snakemake(wd, "-n", "--cores", "4", "--resources", "gpu=1", "--config", run).stdout
+    counts = job_counts(out)
+    assert counts["train_teacher"] == 3 * 5
+    assert counts["distill_student"] == 3 * (9 * 9 + 7 * (6 - 2) + (10 * 4 - 3))
+    assert counts["teacher_stats"] == 3 * 9 * 9  # one per student of the DA grid
+    assert counts["download_archive"] == 1
+    assert counts["prepare_split"] == 3  # cifar100 train/val/test
+
+
+def test_wang_on_fashion_mnist_dry_run(wd: Path) -> None:
+    run = "run=[wang2022_fashion_da]"
+    out = snakemake(wd, "-n", "--configfile", "config/fashion.yaml", "--config", run)
+    counts = job_counts(out.stdout)
+    assert counts["distill_student"] == counts["teacher_stats"] == 9
+    assert counts["train_teacher"] == 1
+
+
 def test_demo_dry_run(wd: Path) -> None:
     out = snakemake(wd, "-n", "--cores", "2", "--configfile", "config/demo.yaml").stdout
     counts = job_counts(out)
-    assert counts["train_teacher"] == 5 + 3  # ResNet18 per augmentation + the AlexNet trio
-    assert counts["distill_student"] == 10 + 4 + 4 + 3
+    # ResNet18 per augmentation + the AlexNet trio; Wang's one resnet20 teacher
+    assert counts["train_teacher"] == 5 + 3 + 1
+    # Das: 10 + 4 + 4 + 3; Wang: 9 schemes, 4 more Table 1 rows, 6 more epochs-sweep cells
+    assert counts["distill_student"] == 10 + 4 + 4 + 3 + 9 + 4 + 6
+    assert counts["teacher_stats"] == 9
     assert "download_archive" not in counts
 
 
