@@ -129,13 +129,30 @@ def mix(x: torch.Tensor, y: torch.Tensor, lam: float, perm: np.ndarray) -> Batch
 
 
 @OPS.register("mixup")
-def mixup(alpha: float = 1.0) -> Op:
+def mixup(alpha: float = 1.0, fraction: float = 1.0) -> Op:
     """Zhang et al. (2018): one lambda ~ Beta(alpha, alpha) per batch, partners by a random
-    permutation, images and targets mixed with the same lambda."""
+    permutation, images and targets mixed with the same lambda.
+
+    ``fraction < 1`` is Choi et al.'s (2023) *partial mixup* (PMU): "only 10% mixup pairs
+    used in a batch and the rests keep untouched". ``round(fraction * B)`` rows, drawn
+    without replacement after lambda and the permutation, are mixed with their partners;
+    the other rows and their targets are left as they are. ``fraction = 1`` is full mixup
+    (FMU) and draws exactly what plain mixup draws.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"mixup fraction must be in (0, 1]; got {fraction}")
 
     def apply(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> Batch:
         lam = float(rng.beta(alpha, alpha))
-        return mix(x, y, lam, rng.permutation(len(x)))
+        perm = rng.permutation(len(x))
+        if fraction == 1:
+            return mix(x, y, lam, perm)
+        rows = np.sort(rng.choice(len(x), size=round(fraction * len(x)), replace=False))
+        mixed_x, mixed_y = mix(x, y, lam, perm)
+        chosen = _device_ints(rows, x)
+        x, y = x.clone(), y.clone()
+        x[chosen], y[chosen] = mixed_x[chosen], mixed_y[chosen]
+        return x, y
 
     return Op("mixup", "normalized", apply)
 

@@ -76,7 +76,42 @@ class HintonKD:
         return self.alpha * self.temperature**2 * kl
 
 
+def rescale(logits: torch.Tensor) -> torch.Tensor:
+    """Choi et al.'s rescaled logits ``f / sigma(f)``: each row divided by its standard
+    deviation over classes (``torch.std``, unbiased; the paper does not say which)."""
+    return logits / logits.std(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+@dataclass(frozen=True)
+class RescaledKD:
+    """Choi et al. (2023), eqs. (3)-(4): the standard deviation replaces the temperature.
+
+    ``L = gamma * CE(f~S(x), y) + alpha * KL(softmax(f~T(x)) || softmax(f~S(x)))`` with
+    ``f~ = f / sigma(f)``. Eq. (4) applies the (mixup) cross-entropy to the rescaled student
+    logits, as printed. Eq. (3) prints the KL with the student's distribution first; we
+    keep eq. (2)'s order (teacher first), the distillation direction of every other loss
+    here and of the paper's own eq. (2).
+    """
+
+    alpha: float
+    gamma: float
+
+    def __call__(
+        self, logits: torch.Tensor, targets: torch.Tensor, teacher_logits: torch.Tensor | None
+    ) -> torch.Tensor:
+        if teacher_logits is None:
+            raise ValueError("RescaledKD needs teacher logits")
+        student = rescale(logits)
+        kl = distillation_kl(student, rescale(teacher_logits), 1.0)
+        return self.gamma * soft_cross_entropy(student, targets) + self.alpha * kl
+
+
 LOSSES.register("ce")(CrossEntropy)
+
+
+@LOSSES.register("rescaled")
+def rescaled(alpha: float, gamma: float) -> RescaledKD:
+    return RescaledKD(float(alpha), float(gamma))
 
 
 @LOSSES.register("hinton")

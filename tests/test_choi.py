@@ -1,0 +1,88 @@
+"""Choi et al. (2023): partial mixup and the rescaled-logit KD loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from kdaug.augment import OPS
+from kdaug.losses import RescaledKD, build_loss, rescale
+
+
+def _batch(n: int = 20, classes: int = 4):
+    x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, 2, 2).clone()
+    y = torch.nn.functional.one_hot(torch.arange(n) % classes, classes).float()
+    return x, y
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.3, 0.5, 0.8])
+def test_partial_mixup_mixes_exactly_the_stated_fraction(fraction):
+    x, y = _batch()
+    op = OPS.get("mixup")(alpha=1.0, fraction=fraction)
+    out_x, out_y = op(x, y, np.random.default_rng(7))
+    # Replay the op's draws: lambda, the partner permutation, then the mixed rows.
+    rng = np.random.default_rng(7)
+    lam, perm = rng.beta(1.0, 1.0), rng.permutation(len(x))
+    rows = rng.choice(len(x), size=round(fraction * len(x)), replace=False)
+    assert len(rows) == round(fraction * len(x))
+    for i in range(len(x)):
+        if i in rows:
+            expected = lam * x[i] + (1 - lam) * x[perm[i]]
+            torch.testing.assert_close(out_x[i], expected)
+            torch.testing.assert_close(out_y[i], lam * y[i] + (1 - lam) * y[perm[i]])
+        else:
+            assert torch.equal(out_x[i], x[i]) and torch.equal(out_y[i], y[i])
+    # A row paired with itself stays (up to rounding of lam * x + (1 - lam) * x).
+    changed = (~torch.isclose(out_x, x)).flatten(1).any(dim=1).sum().item()
+    assert changed == sum(perm[i] != i for i in rows)
+    assert torch.equal(x, _batch()[0])  # the input batch is not modified in place
+
+
+def test_full_mixup_is_plain_mixup():
+    x, y = _batch()
+    a = OPS.get("mixup")(alpha=0.4)(x, y, np.random.default_rng(3))
+    b = OPS.get("mixup")(alpha=0.4, fraction=1.0)(x, y, np.random.default_rng(3))
+    assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+    with pytest.raises(ValueError, match="fraction"):
+        OPS.get("mixup")(fraction=0.0)
+
+
+def _softmax(v: np.ndarray) -> np.ndarray:
+    e = np.exp(v - v.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_rescaled_kd_equals_hand_computation():
+    s = np.array([[2.0, 0.5, -1.0, 0.0], [0.1, 0.2, 0.3, 3.0]])
+    t = np.array([[4.0, 1.0, 0.0, -2.0], [0.0, 0.0, 1.0, 5.0]])
+    y = np.array([[0.7, 0.3, 0, 0], [0, 0, 0, 1.0]])  # a mixup target and a clean one
+    st = s / s.std(axis=1, ddof=1, keepdims=True)
+    tt = t / t.std(axis=1, ddof=1, keepdims=True)
+    p_s, p_t = _softmax(st), _softmax(tt)
+    ce = np.mean(-(y * np.log(p_s)).sum(axis=1))
+    kl = np.mean((p_t * np.log(p_t / p_s)).sum(axis=1))
+    expected = 0.1 * ce + 0.9 * kl
+    loss = build_loss({"loss": "rescaled", "alpha": 0.9, "gamma": 0.1})
+    assert isinstance(loss, RescaledKD)
+    got = loss(torch.tensor(s), torch.tensor(y), torch.tensor(t)).item()
+    assert got == pytest.approx(expected, rel=1e-9)
+
+
+def test_rescaled_kd_is_invariant_to_a_constant_added_to_all_logits():
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(5, 10, generator=g), 3 * torch.randn(5, 10, generator=g)
+    y = torch.eye(10)[:5]
+    loss = RescaledKD(alpha=0.9, gamma=0.1)
+    base = loss(s, y, t)
+    torch.testing.assert_close(loss(s + 7.5, y, t), base)
+    torch.testing.assert_close(loss(s, y, t - 4.0), base)
+    # ...and to a positive scale: the standard deviation absorbs it (no temperature left).
+    torch.testing.assert_close(loss(2.0 * s, y, 0.5 * t), base)
+
+
+def test_rescaled_logits_have_unit_std():
+    f = torch.tensor([[1.0, 2.0, 3.0, 10.0]])
+    assert rescale(f).std(dim=1).item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="teacher logits"):
+        RescaledKD(0.9, 0.1)(f, torch.eye(4)[:1], None)
