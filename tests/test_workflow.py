@@ -32,7 +32,7 @@ def workdir(tmp_path: Path) -> Path:
 
 
 def snakemake(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=1500)
+    proc = subprocess.run([SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=2700)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -102,6 +102,22 @@ def test_wang_grid_dry_run(wd: Path) -> None:
     assert counts["prepare_split"] == 3  # cifar100 train/val/test
 
 
+def test_choi_grid_dry_run(wd: Path) -> None:
+    """Choi et al.'s CIFAR-100 cells per seed (shared cells counted once): teachers 5 x
+    {plain, mixup} + wrn_40_2 + resnet32x4, vgg13, ResNet50; students: 20 scenario cells,
+    25 x 2 temperature cells less the 5 shared with the scenarios, 26 partial-mixup cells,
+    13 pairs x 5 Table 1 rows less 4 shared, 5 robustness rows less the 2 in Table 1."""
+    run = (
+        "run=[choi2023_scenarios,choi2023_temperature,choi2023_partial_mixup,"
+        "choi2023_rescaled,choi2023_robustness]"
+    )
+    out = snakemake(wd, "-n", "--cores", "4", "--resources", "gpu=1", "--config", run).stdout
+    counts = job_counts(out)
+    assert counts["train_teacher"] == 3 * (10 + 1 + 3)
+    assert counts["distill_student"] == 3 * (20 + (50 - 5) + 26 + (65 - 4) + (5 - 2))
+    assert counts["attack_model"] == 3 * (1 + 5)
+
+
 def test_wang_on_fashion_mnist_dry_run(wd: Path) -> None:
     run = "run=[wang2022_fashion_da]"
     out = snakemake(wd, "-n", "--configfile", "config/fashion.yaml", "--config", run)
@@ -113,11 +129,13 @@ def test_wang_on_fashion_mnist_dry_run(wd: Path) -> None:
 def test_demo_dry_run(wd: Path) -> None:
     out = snakemake(wd, "-n", "--cores", "2", "--configfile", "config/demo.yaml").stdout
     counts = job_counts(out)
-    # ResNet18 per augmentation + the AlexNet trio; Wang's one resnet20 teacher
-    assert counts["train_teacher"] == 5 + 3 + 1
-    # Das: 10 + 4 + 4 + 3; Wang: 9 schemes, 4 more Table 1 rows, 6 more epochs-sweep cells
-    assert counts["distill_student"] == 10 + 4 + 4 + 3 + 9 + 4 + 6
+    # ResNet18 per augmentation + the AlexNet trio; Wang's resnet20; Choi's mixup resnet20
+    assert counts["train_teacher"] == 5 + 3 + 1 + 1
+    # Das: 10 + 4 + 4 + 3; Wang: 9 schemes, 4 more Table 1 rows, 6 more epochs-sweep cells;
+    # Choi: 3 new scenario students, 1 at T = 1, 4 rescaled-KD mixup variants
+    assert counts["distill_student"] == 10 + 4 + 4 + 3 + 9 + 4 + 6 + 3 + 1 + 4
     assert counts["teacher_stats"] == 9
+    assert counts["attack_model"] == 1 + 3  # the robustness teacher and its 3 students
     assert "download_archive" not in counts
 
 

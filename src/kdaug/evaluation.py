@@ -26,7 +26,7 @@ def load_eval_data(path: str | os.PathLike[str], **options: Any) -> EvalData:
             embeddings=embeddings,
             soft_labels=soft_labels,
             num_classes=len(f["class_names"]),
-            options=dict(options),
+            options={"class_names": [str(c) for c in f["class_names"]], **options},
         )
 
 
@@ -39,13 +39,14 @@ def metrics_file(
     split: str,
     metrics: Sequence[str],
     ece_bins: int = 15,
+    vscore_groups: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, float]:
     """Compute ``metrics`` on one outputs file and write them with the cell's identity.
 
     Metrics whose input the split lacks (embeddings, human soft labels) are skipped, not
     failed: see :func:`kdaug.metrics.applicable_metrics`.
     """
-    data = load_eval_data(outputs_path, ece_bins=ece_bins)
+    data = load_eval_data(outputs_path, ece_bins=ece_bins, vscore_groups=dict(vscore_groups or {}))
     values = compute_metrics(data, applicable_metrics(data, metrics))
     write_json(
         output,

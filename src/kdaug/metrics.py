@@ -175,6 +175,7 @@ METRICS = Registry[Metric]("metric")
 
 REQUIRED_INPUTS: dict[str, str] = {
     "class_discrimination": "embeddings",
+    "vscore": "embeddings",
     "kld_human": "soft_labels",
 }
 """Metric name -> the optional :class:`EvalData` field it cannot run without."""
@@ -219,6 +220,31 @@ def compute_metrics(data: EvalData, names: Sequence[str]) -> dict[str, float]:
 def accuracy(data: EvalData) -> dict[str, float]:
     """Fraction of samples whose argmax logit is the true class."""
     return {"accuracy": float(np.mean(data.predictions == data.labels))}
+
+
+@METRICS.register("mean_entropy")
+def mean_entropy(data: EvalData) -> dict[str, float]:
+    """Mean Shannon entropy (nats) of the predicted distributions, ``-1/N sum_n p_n^T log
+    p_n``: Choi et al.'s measure of how smooth a model's outputs are (their Figure 4)."""
+    logp = log_softmax(data.logits)
+    return {"mean_entropy": float(-(np.exp(logp) * logp).sum(axis=1).mean())}
+
+
+@METRICS.register("vscore")
+def vscore(data: EvalData) -> dict[str, float]:
+    """Choi et al.'s V-score per class group (``options["vscore_groups"]``, name -> class
+    names): V-measure of a k-means clustering of the penultimate features of the group's
+    samples against their labels (:mod:`kdaug.vscore`). Groups whose classes the split
+    does not have (digits, Fashion-MNIST for CIFAR-100's groups) are skipped."""
+    from kdaug.vscore import class_indices, v_score
+
+    names = list(data.options.get("class_names", []))
+    out = {}
+    for group, classes in data.options.get("vscore_groups", {}).items():
+        if set(classes) <= set(names):
+            indices = class_indices(names, classes)
+            out[f"vscore_{group}"] = v_score(data.embeddings, data.labels, indices, seed=0)
+    return out
 
 
 @METRICS.register("nll")

@@ -55,6 +55,7 @@ ANY_MODEL = f"{MODELS}/{{model}}/model.pt"
 TEACHER_STATS = f"{STUDENT_DIR}/teacher_stats.json"
 EVAL_LOGITS = f"{EVAL}.npz"
 EVAL_METRICS = f"{EVAL}.json"
+ATTACKS = f"{EVAL}.attacks.json"
 METRICS_CSV = f"{EXPERIMENT}/metrics.csv"
 TABLE_CSV = f"{EXPERIMENT}/{{selection}}/{{table}}.csv"
 TABLE_MD = f"{EXPERIMENT}/{{selection}}/{{table}}.md"
@@ -278,6 +279,20 @@ def experiment_teacher_stats(config: Mapping[str, Any], experiment: str) -> list
         return []
     cells = [c for c in experiment_cells(config, experiment) if c.role == "student"]
     return [f"{c.directory}/teacher_stats.json" for c in cells]
+
+
+def experiment_attacks(config: Mapping[str, Any], experiment: str) -> list[str]:
+    """Choi et al.'s attack results of every model of an experiment on its test split,
+    per weight selection, when the experiment asks for them (``attacks: true``)."""
+    exp = config["experiments"][experiment]
+    if not exp.get("attacks", False):
+        return []
+    split = exp["eval_splits"]["test"]
+    return [
+        cell.eval_file(selection, split, "attacks.json")
+        for cell in experiment_cells(config, experiment)
+        for selection in config["evaluation"]["selections"]
+    ]
 
 
 def teacher_stats_inputs(

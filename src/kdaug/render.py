@@ -133,7 +133,7 @@ class Report:
 
     def split_roles(self) -> set[str]:
         """The evaluation split roles this report reads (the experiment must define them)."""
-        if self.renderer == "wang":
+        if self.renderer != "das":
             return {"test"}
         roles = {r for t in self.tables for r in DAS_TABLES[t].split_roles}
         for name in self.figures:
@@ -196,6 +196,26 @@ REPORTS.register("wang2022_epochs")(
     )
 )
 
+# Choi et al. 2023: the mixup scenarios (Figure 2, V-scores, entropies), temperature
+# heat maps (Figure 5), partial mixup grid (Table 4, Figure 6), rescaled-logit KD
+# (Table 1) and robustness to attacks (Table 3, Figure 7).
+for _name, _tables, _figures in (
+    ("choi2023_scenarios", ("table_scenarios", "table_vscore"), ("figure2_scenarios",)),
+    ("choi2023_temperature", ("table_temperature",), ("figure5_temperature",)),
+    ("choi2023_partial_mixup", ("table4_partial_mixup",), ("figure6_partial_mixup",)),
+    ("choi2023_rescaled", ("table1_rescaled",), ()),
+    ("choi2023_robustness", ("table3_robustness",), ("figure7_robustness",)),
+):
+    REPORTS.register(_name)(Report("choi2023", _tables, _figures, claims=False, renderer="choi"))
+
+
+def renderer_module(report: Report):
+    """The module that renders a non-Das report (``render(csv, exp, selection, name, out)``)."""
+    import importlib
+
+    return importlib.import_module(f"kdaug.{report.renderer}")
+
+
 CLAIMS_FILE = "claims"
 
 
@@ -220,10 +240,8 @@ def render_table(
 ) -> None:
     """Write table ``name`` of an experiment's report as ``stem``.csv and ``stem``.md."""
     report = REPORTS.get(experiment_cfg["report"])
-    if report.renderer == "wang":
-        from kdaug import wang
-
-        wang.render(long_csv, experiment_cfg, selection, name, str(stem))
+    if report.renderer != "das":
+        renderer_module(report).render(long_csv, experiment_cfg, selection, name, str(stem))
         return
     results = Results(read_long_csv(long_csv), experiment_cfg)
     # Published values sit beside ours only where the experiment is the paper's own
@@ -244,12 +262,10 @@ def render_figure(
     from kdaug.figures import render_figure as draw
 
     report = REPORTS.get(experiment_cfg["report"])
-    if report.renderer == "wang":
-        from kdaug import wang
-
+    if report.renderer != "das":
         if long_csv is None or name not in report.figures:
             raise KeyError(f"this report has no figure {name!r}; it has {list(report.figures)}")
-        wang.render(long_csv, experiment_cfg, selection, name, str(path))
+        renderer_module(report).render(long_csv, experiment_cfg, selection, name, str(path))
         return
     spec = report.figure(name)
     draw(
@@ -266,7 +282,7 @@ def figure_inputs(
 
     exp = config["experiments"][experiment]
     report = REPORTS.get(exp["report"])
-    if report.renderer == "wang":
+    if report.renderer != "das":
         return {"metrics": METRICS_CSV.format(experiment=experiment)}
     spec = report.figure(figure)
     if spec.reads == "metrics":

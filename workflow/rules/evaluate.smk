@@ -34,7 +34,8 @@ rule compute_metrics:
         cell=lambda w: plan.cell_from_wildcards(w.dataset, w.seed, w.model).identity(),
         metrics=config["evaluation"]["metrics"],
         ece_bins=config["evaluation"]["ece_bins"],
-        code=source_hash(["metrics", "evaluation", "io"]),
+        vscore_groups=config["evaluation"]["vscore_groups"],
+        code=source_hash(["metrics", "vscore", "evaluation", "io"]),
     script:
         "../scripts/compute_metrics.py"
 
@@ -70,3 +71,27 @@ rule teacher_stats:
         ),
     script:
         "../scripts/teacher_stats.py"
+
+
+# Choi et al. (2023): accuracy under FGSM and I-FGSM; loads the model (gradients needed).
+rule attack_model:
+    input:
+        model=plan.ANY_MODEL,
+        split=plan.DATA,
+    output:
+        plan.ATTACKS,
+    log:
+        "logs/models/{dataset}/seed{seed}/{model}/eval/{selection}/{split}.attacks.log",
+    conda:
+        CONDA_ENV
+    threads: config["runtime"]["threads"]
+    resources:
+        gpu=1,
+    params:
+        cell=lambda w: plan.cell_from_wildcards(w.dataset, w.seed, w.model).identity(),
+        settings=config["evaluation"]["attacks"],
+        code=source_hash(
+            ["robustness", "attacks", "training", "models", "engine", "data", "io"]
+        ),
+    script:
+        "../scripts/attack_model.py"

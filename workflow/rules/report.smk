@@ -7,7 +7,8 @@ rule collect_metrics:
         lambda w: [
             e.metrics_file for e in plan.experiment_evaluations(config, w.experiment)
         ]
-        + plan.experiment_teacher_stats(config, w.experiment),
+        + plan.experiment_teacher_stats(config, w.experiment)
+        + plan.experiment_attacks(config, w.experiment),
     output:
         plan.METRICS_CSV,
     log:

@@ -13,4 +13,5 @@ with job_log(sm.log[0]):
         split=sm.wildcards.split,
         metrics=sm.params.metrics,
         ece_bins=sm.params.ece_bins,
+        vscore_groups=sm.params.vscore_groups,
     )

@@ -1,0 +1,414 @@
+"""Tables and figures of Choi et al. (2023) from an experiment's collected metrics.
+
+- ``choi2023_scenarios`` (Figure 2; Figures 3-4's numbers): the fixed student's test
+  accuracy per teacher under the four scenarios T&S, Mix-T&S, Mix-T&Mix-S, T&Mix-S
+  (teacher / student trained without or with mixup), and per model the V-scores of the
+  two class groups on the train and test splits and the mean entropy of its outputs.
+- ``choi2023_temperature`` (Figure 5): student accuracy per (teacher, student) pair of
+  mixup-trained teachers, one heat map per KD temperature.
+- ``choi2023_partial_mixup`` (Table 4, Figure 6): accuracy per PMU fraction and mixup
+  alpha (augmentation names ``pmu<percent>_a<alpha x 10>`` / ``fmu_a<alpha x 10>``).
+- ``choi2023_rescaled`` (Table 1's "Ours" rows): accuracy per (KD method, augmentation)
+  row and teacher/student pair.
+- ``choi2023_robustness`` (Table 3, Figure 7): accuracy under FGSM and I-FGSM per eps.
+
+Which augmentation is "mixup" comes from the experiment: the teachers' and students'
+second augmentation is the mixup one (``augmentations: [standard, fmu_a10]``).
+Accuracies are shown in percent, as the paper prints them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kdaug.io import atomic_path
+from kdaug.plan import student_variants, students_of
+from kdaug.results import Summary, read_long_csv, summarize
+from kdaug.robustness import ATTACKS, attack_metric
+from kdaug.tables import Cell, Table
+from kdaug.wang import WangResults, accuracy_table
+
+SCENARIOS = ("T&S", "Mix-T&S", "Mix-T&Mix-S", "T&Mix-S")
+PMU_NAME = re.compile(r"^(?:pmu(?P<percent>\d+)|fmu)_a(?P<alpha>\d+)$")
+
+
+class ChoiResults:
+    """Values over seeds of one experiment (the index of :class:`kdaug.wang.WangResults`)."""
+
+    def __init__(self, rows, exp: Mapping[str, Any]):
+        self.exp = exp
+        self.values = WangResults(rows, exp).values
+
+    def get(
+        self, tarch: str, taug: str, metric: str, selection: str, split: str | None = None,
+        student: tuple[str, str, str] = ("", "", ""),
+    ) -> Summary:  # fmt: skip
+        """``student`` = (arch, KD method, augmentation); empty for the teacher."""
+        split = split or self.exp["eval_splits"]["test"]
+        values = self.values.get((tarch, taug, *student, selection, split, metric), {})
+        return summarize([values[s] for s in sorted(values)])
+
+    def accuracy(self, tarch: str, taug: str, selection: str, student=("", "", "")) -> Summary:
+        return percent(self.get(tarch, taug, "accuracy", selection, student=student))
+
+
+def percent(s: Summary) -> Summary:
+    scale = lambda v: v * 100.0  # noqa: E731
+    return Summary(scale(s.mean), scale(s.std), s.n, scale(s.ci_low), scale(s.ci_high))
+
+
+def _one(items: list[str], what: str) -> str:
+    if len(items) != 1:
+        raise ValueError(f"this table needs one {what}; got {items}")
+    return items[0]
+
+
+def _plain_and_mixup(exp: Mapping[str, Any], group: str) -> tuple[str, str]:
+    augs = exp[group]["augmentations"]
+    if len(augs) != 2:
+        raise ValueError(f"{group}.augmentations must be [without mixup, with mixup]; got {augs}")
+    return augs[0], augs[1]
+
+
+def scenario_augmentations(exp: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """Scenario -> (teacher augmentation, student augmentation)."""
+    t_plain, t_mix = _plain_and_mixup(exp, "teachers")
+    s_plain, s_mix = _plain_and_mixup(exp, "students")
+    combos = ((t_plain, s_plain), (t_mix, s_plain), (t_mix, s_mix), (t_plain, s_mix))
+    return dict(zip(SCENARIOS, combos, strict=True))
+
+
+def scenarios_table(results: ChoiResults, selection: str) -> Table:
+    exp = results.exp
+    kd = _one(exp["students"]["kd_methods"], "KD method")
+    t_plain, t_mix = _plain_and_mixup(exp, "teachers")
+    header = [f"teacher ({t_plain})", f"teacher ({t_mix})", *SCENARIOS]
+    rows = []
+    for tarch in exp["teachers"]["archs"]:
+        sarch = _one(students_of(exp, tarch), "student arch")
+        cells = [Cell(results.accuracy(tarch, a, selection), None) for a in (t_plain, t_mix)]
+        for taug, saug in scenario_augmentations(exp).values():
+            acc = results.accuracy(tarch, taug, selection, (sarch, kd, saug))
+            cells.append(Cell(acc, None))
+        rows.append(([tarch, sarch], cells))
+    caption = (
+        f"**Mixup in KD, four scenarios** ({selection} weights; {kd}): test accuracy (%) "
+        "of the teachers and of the student under T&S, Mix-T&S, Mix-T&Mix-S and T&Mix-S "
+        "(Mix- = trained with mixup; Choi et al. 2023 Figure 2: a mixup-trained teacher "
+        "makes a worse student). Cells: mean ± std [95% t-interval] over seeds."
+    )
+    return Table(caption, ["teacher", "student"], header, rows)
+
+
+def vscore_table(results: ChoiResults, selection: str) -> Table:
+    """V-scores (train and test, per class group) and mean entropy of every model."""
+    exp = results.exp
+    kd = _one(exp["students"]["kd_methods"], "KD method")
+    splits = [exp["eval_splits"][r] for r in ("train", "test") if r in exp["eval_splits"]]
+    groups = sorted(
+        {k[-1] for k in results.values if k[-1].startswith("vscore_")}
+    )  # fmt: skip
+    columns = [(m, s) for m in [*groups, "mean_entropy"] for s in splits]
+    header = [f"{m} ({s})" for m, s in columns]
+    rows = []
+    for tarch in exp["teachers"]["archs"]:
+        for taug in exp["teachers"]["augmentations"]:
+            cells = [Cell(results.get(tarch, taug, m, selection, s), None) for m, s in columns]
+            rows.append(([f"teacher {tarch}", taug], cells))
+        for scenario, (taug, saug) in scenario_augmentations(exp).items():
+            for sarch in students_of(exp, tarch):
+                student = (sarch, kd, saug)
+                cells = [
+                    Cell(results.get(tarch, taug, m, selection, s, student), None)
+                    for m, s in columns
+                ]
+                rows.append(([f"{tarch} → {sarch}", scenario], cells))
+    caption = (
+        f"**V-scores and output entropy** ({selection} weights): V-measure of a k-means "
+        "clustering (k = 5) of penultimate features of each class group against the "
+        "labels, and the mean entropy (nats) of the predicted distributions (Choi et al. "
+        "Figures 3-4: mixup disperses similar classes and smooths outputs)."
+    )
+    return Table(caption, ["model", "scenario"], header, rows)
+
+
+def temperature_table(results: ChoiResults, selection: str) -> Table:
+    exp = results.exp
+    taug = _one(exp["teachers"]["augmentations"], "teacher augmentation")
+    rows = []
+    header = [f"{kd}/{saug}" for kd, saug in student_variants(exp, taug)]
+    for tarch in exp["teachers"]["archs"]:
+        for sarch in students_of(exp, tarch):
+            cells = [
+                Cell(results.accuracy(tarch, taug, selection, (sarch, kd, saug)), None)
+                for kd, saug in student_variants(exp, taug)
+            ]
+            rows.append(([tarch, sarch], cells))
+    caption = (
+        f"**Temperature with a mixup-trained teacher** ({selection} weights; teachers "
+        f"trained with {taug}): student test accuracy (%) per pair and KD method (Choi et "
+        "al. Figure 5: T = 1 beats T = 4 with a mixup teacher)."
+    )
+    return Table(caption, ["teacher", "student"], header, rows)
+
+
+def pmu_grid(exp: Mapping[str, Any]) -> tuple[list[int], list[str], dict[tuple[int, str], str]]:
+    """PMU percents (100 = FMU), alphas, and (percent, alpha) -> augmentation name."""
+    cells = {}
+    for aug in exp["students"]["augmentations"]:
+        match = PMU_NAME.match(aug)
+        if match:
+            percent_ = int(match["percent"] or 100)
+            cells[(percent_, str(int(match["alpha"]) / 10))] = aug
+    percents = sorted({p for p, _ in cells})
+    alphas = sorted({a for _, a in cells}, key=float)
+    return percents, alphas, cells
+
+
+def _single_pair(exp: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    tarch = _one(exp["teachers"]["archs"], "teacher arch")
+    return (
+        tarch,
+        _one(exp["teachers"]["augmentations"], "teacher augmentation"),
+        _one(students_of(exp, tarch), "student arch"),
+        _one(exp["students"]["kd_methods"], "KD method"),
+    )
+
+
+def partial_mixup_table(results: ChoiResults, selection: str) -> Table:
+    exp = results.exp
+    tarch, taug, sarch, kd = _single_pair(exp)
+    percents, alphas, names = pmu_grid(exp)
+    rows = []
+    for p in percents:
+        label = "FMU" if p == 100 else f"PMU={p}%"
+        cells = [
+            Cell(results.accuracy(tarch, taug, selection, (sarch, kd, names[(p, a)])), None)
+            if (p, a) in names
+            else Cell(summarize([]), None)
+            for a in alphas
+        ]
+        rows.append(([label], cells))
+    plain = [a for a in exp["students"]["augmentations"] if not PMU_NAME.match(a)]
+    for aug in plain:
+        acc = results.accuracy(tarch, taug, selection, (sarch, kd, aug))
+        rows.append(
+            (
+                [f"no mixup ({aug})"],
+                [Cell(acc, None)] + [Cell(summarize([]), None)] * (len(alphas) - 1),
+            )
+        )
+    caption = (
+        f"**Partial mixup** ({selection} weights; {tarch} → {sarch}, {kd}): student test "
+        "accuracy (%) per mixed fraction of each batch (rows) and mixup alpha (columns); "
+        "the no-mixup row has one value (first column). Choi et al. Table 4."
+    )
+    return Table(caption, ["mixup"], [f"alpha={a}" for a in alphas], rows)
+
+
+def robustness_table(results: ChoiResults, selection: str) -> Table:
+    exp = results.exp
+    tarch = _one(exp["teachers"]["archs"], "teacher arch")
+    taug = _one(exp["teachers"]["augmentations"], "teacher augmentation")
+    sarch = _one(students_of(exp, tarch), "student arch")
+    eps = _eps_in(results)
+    header = [f"{m} eps={e:g}" for m in ATTACKS for e in eps]
+    rows = []
+    for kd, saug in student_variants(exp, taug):
+        cells = [
+            Cell(
+                percent(
+                    results.get(
+                        tarch, taug, attack_metric(m, e), selection, student=(sarch, kd, saug)
+                    )
+                ),
+                None,
+            )
+            for m in ATTACKS
+            for e in eps
+        ]
+        rows.append(([f"{kd}/{saug}"], cells))
+    caption = (
+        f"**Accuracy under white-box attacks** ({selection} weights; {tarch} → {sarch}): "
+        "test accuracy (%) under FGSM and 10-step I-FGSM at each eps (pixel units in "
+        "[0, 1]); eps = 0 is the clean accuracy. Choi et al. Table 3."
+    )
+    return Table(caption, ["row"], header, rows)
+
+
+def _eps_in(results: ChoiResults) -> list[float]:
+    found = {
+        float(k[-1].split("_", 1)[1]) for k in results.values if k[-1].startswith("fgsm_")
+    }  # fmt: skip
+    return sorted(found)
+
+
+# -- figures ------------------------------------------------------------------------------
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | os.PathLike[str]) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    _pyplot().close(fig)
+
+
+def _bars(ax, groups: list[str], series: dict[str, list[Summary]], ylabel: str) -> None:
+    width = 0.8 / max(len(series), 1)
+    x = np.arange(len(groups))
+    for i, (label, values) in enumerate(series.items()):
+        means = [v.mean for v in values]
+        errs = [0.0 if math.isnan(v.std) else v.std for v in values]
+        ax.bar(
+            x + (i - (len(series) - 1) / 2) * width, means, width, yerr=errs, label=label, capsize=2
+        )
+    ax.set_xticks(x, groups)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    # Below the axes: bars reach every height, a legend inside would cover some.
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=min(len(series), 4))
+
+
+def plot_scenarios(results: ChoiResults, selection: str, path: str) -> None:
+    table = scenarios_table(results, selection)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.6 * len(table.rows)), 4.2))
+    groups = [keys[0] for keys, _ in table.rows]
+    series = {s: [cells[2 + i].summary for _, cells in table.rows] for i, s in enumerate(SCENARIOS)}
+    _bars(ax, groups, series, "student test accuracy (%)")
+    ax.set_xlabel("teacher")
+    values = [c.summary.mean for _, cells in table.rows for c in cells[2:] if not c.summary.empty]
+    if values:
+        ax.set_ylim(max(0.0, min(values) - 5), min(100.0, max(values) + 3))
+    ax.set_title(
+        f"Student accuracy under the four mixup scenarios ({selection}; Choi et al. Fig. 2)"
+    )
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_temperature(results: ChoiResults, selection: str, path: str) -> None:
+    exp = results.exp
+    taug = _one(exp["teachers"]["augmentations"], "teacher augmentation")
+    variants = student_variants(exp, taug)
+    teachers = list(exp["teachers"]["archs"])
+    students = sorted({s for t in teachers for s in students_of(exp, t)}, key=str)
+    grids = []
+    for kd, saug in variants:
+        grid = np.full((len(teachers), len(students)), np.nan)
+        for i, t in enumerate(teachers):
+            for j, s in enumerate(students):
+                if s in students_of(exp, t):
+                    grid[i, j] = results.accuracy(t, taug, selection, (s, kd, saug)).mean
+        grids.append(grid)
+    finite = [g[np.isfinite(g)] for g in grids]
+    lo = min((f.min() for f in finite if f.size), default=0.0)
+    hi = max((f.max() for f in finite if f.size), default=100.0)
+    plt = _pyplot()
+    fig, axes = plt.subplots(
+        1, len(variants), figsize=(4.8 * len(variants) + 1, 4.2), squeeze=False
+    )
+    for k, (ax, grid, (kd, saug)) in enumerate(zip(axes.flat, grids, variants, strict=True)):
+        image = ax.imshow(grid, vmin=lo, vmax=hi, cmap="viridis")
+        for (i, j), v in np.ndenumerate(grid):
+            if np.isfinite(v):
+                dark = v < (lo + hi) / 2  # white text on the dark end of viridis
+                ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=8,
+                        color="w" if dark else "k")  # fmt: skip
+        ax.set_xticks(range(len(students)), students, rotation=45, ha="right")
+        ax.set_yticks(range(len(teachers)), teachers)
+        ax.set_xlabel("student")
+        if k == 0:  # the rows are the same teachers in every panel
+            ax.set_ylabel(f"teacher ({taug})")
+        else:
+            ax.tick_params(labelleft=False)
+        ax.set_title(f"{kd}, student {saug}", fontsize=10)
+    fig.colorbar(image, ax=list(axes.flat), label="student test accuracy (%)")
+    fig.suptitle(f"Mixup teachers at each temperature ({selection}; Choi et al. Fig. 5)")
+    _save(fig, path)
+
+
+def plot_partial_mixup(results: ChoiResults, selection: str, path: str) -> None:
+    table = partial_mixup_table(results, selection)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.0, 4.2))
+    alphas = [h.split("=")[1] for h in table.value_header]
+    for keys, cells in table.rows:
+        if keys[0].startswith("no mixup"):
+            if not cells[0].summary.empty:
+                ax.axhline(cells[0].summary.mean, color="grey", ls="--", label=keys[0])
+            continue
+        ys = [c.summary.mean for c in cells]
+        errs = [0.0 if math.isnan(c.summary.std) else c.summary.std for c in cells]
+        ax.errorbar([float(a) for a in alphas], ys, yerr=errs, marker="o", capsize=2, label=keys[0])
+    ax.set_xlabel("mixup alpha")
+    ax.set_ylabel("student test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"Partial vs full mixup ({selection}; Choi et al. Fig. 6 / Table 4)")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_robustness(results: ChoiResults, selection: str, path: str) -> None:
+    table = robustness_table(results, selection)
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(ATTACKS), figsize=(6.0 * len(ATTACKS), 4.2), squeeze=False)
+    per_attack = len(table.value_header) // len(ATTACKS)
+    for k, (ax, method) in enumerate(zip(axes.flat, ATTACKS, strict=True)):
+        columns = table.value_header[k * per_attack : (k + 1) * per_attack]
+        groups = [c.split(" ", 1)[1] for c in columns]
+        series = {
+            keys[0]: [c.summary for c in cells[k * per_attack : (k + 1) * per_attack]]
+            for keys, cells in table.rows
+        }
+        _bars(ax, groups, series, "test accuracy (%)")
+        ax.set_title(method.upper())
+    fig.suptitle(f"Accuracy under attack ({selection}; Choi et al. Table 3 / Fig. 7)")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+# -- what the reports render ------------------------------------------------------------
+
+TABLES: dict[str, Callable[[ChoiResults, str], Table]] = {
+    "table_scenarios": scenarios_table,
+    "table_vscore": vscore_table,
+    "table_temperature": temperature_table,
+    "table4_partial_mixup": partial_mixup_table,
+    "table3_robustness": robustness_table,
+}
+FIGURES: dict[str, Callable[[ChoiResults, str, str], None]] = {
+    "figure2_scenarios": plot_scenarios,
+    "figure5_temperature": plot_temperature,
+    "figure6_partial_mixup": plot_partial_mixup,
+    "figure7_robustness": plot_robustness,
+}
+
+
+def render(
+    long_csv: str | os.PathLike[str], exp: Mapping[str, Any], selection: str, name: str, out: str
+) -> None:
+    """Write table ``name`` (``out`` is the stem) or figure ``name`` (``out`` is the PNG)."""
+    rows = read_long_csv(long_csv)
+    if name == "table1_rescaled":  # pairs x (KD method, augmentation) rows, as Wang's Table 1
+        accuracy_table(WangResults(rows, exp), selection).write(Path(out))
+    elif name in TABLES:
+        TABLES[name](ChoiResults(rows, exp), selection).write(Path(out))
+    else:
+        FIGURES[name](ChoiResults(rows, exp), selection, out)

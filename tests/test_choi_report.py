@@ -1,0 +1,119 @@
+"""Choi et al. (2023) tables and figures from a synthetic metrics CSV."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from kdaug import choi
+from kdaug.results import write_long_csv
+
+
+def _row(seed, tarch, taug, metric, value, split="test", **student):
+    return {
+        "experiment": "e", "dataset": "cifar100", "seed": seed,
+        "role": "student" if student else "teacher", "teacher_arch": tarch,
+        "teacher_aug": taug, "kd": student.get("kd"), "student_arch": student.get("sarch"),
+        "student_aug": student.get("saug"), "selection": "last", "split": split,
+        "metric": metric, "value": repr(float(value)),
+    }  # fmt: skip
+
+
+def _read(stem) -> dict[str, dict[str, str]]:
+    with open(f"{stem}.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    key = next(iter(rows[0]))
+    return {r[key] if key != "teacher" else f"{r['teacher']}/{r['student']}": r for r in rows}
+
+
+def test_scenarios_map_teacher_and_student_mixup(tmp_path):
+    # Student accuracy encodes its scenario: 0.70 + 0.01 * (teacher mixup) + 0.02 * (student mixup).
+    rows = []
+    for seed in (0, 1):
+        for tarch in ("resnet20", "resnet110"):
+            for t_mix, taug in enumerate(("standard", "fmu_a10")):
+                rows.append(_row(seed, tarch, taug, "accuracy", 0.6 + 0.05 * t_mix))
+                for s_mix, saug in enumerate(("standard", "fmu_a10")):
+                    cell = {"kd": "kd_t4", "sarch": "resnet56", "saug": saug}
+                    acc = 0.70 + 0.01 * t_mix + 0.02 * s_mix + 0.001 * seed
+                    rows.append(_row(seed, tarch, taug, "accuracy", acc, **cell))
+                    vscore = 0.5 - 0.1 * s_mix
+                    rows.append(_row(seed, tarch, taug, "vscore_similar", vscore, "train", **cell))
+    path = tmp_path / "m.csv"
+    write_long_csv(path, rows)
+    augs = ["standard", "fmu_a10"]
+    exp = {
+        "dataset": "cifar100",
+        "teachers": {"archs": ["resnet20", "resnet110"], "augmentations": augs},
+        "students": {"archs": ["resnet56"], "augmentations": augs, "kd_methods": ["kd_t4"]},
+        "eval_splits": {"test": "test", "train": "train"},
+    }
+    choi.render(path, exp, "last", "table_scenarios", str(tmp_path / "s"))
+    table = _read(tmp_path / "s")["resnet20/resnet56"]
+    expected = {"T&S": 70.05, "Mix-T&S": 71.05, "Mix-T&Mix-S": 73.05, "T&Mix-S": 72.05}
+    for scenario, value in expected.items():
+        assert float(table[f"{scenario}_mean"]) == pytest.approx(value)
+    assert float(table["teacher_(fmu_a10)_mean"]) == pytest.approx(65.0)
+    choi.render(path, exp, "last", "table_vscore", str(tmp_path / "v"))
+    text = (tmp_path / "v.md").read_text()
+    assert "vscore_similar (train)" in text and "Mix-T&Mix-S" in text
+    choi.render(path, exp, "last", "figure2_scenarios", str(tmp_path / "f.png"))
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_partial_mixup_grid_reads_the_augmentation_names(tmp_path):
+    augs = ["standard", "pmu10_a02", "pmu10_a10", "pmu50_a10", "fmu_a02", "fmu_a10"]
+    rows = [_row(0, "wrn_40_2", "standard", "accuracy", 0.8)]
+    for i, aug in enumerate(augs):
+        cell = {"kd": "rescaled_kd", "sarch": "wrn_16_2", "saug": aug}
+        rows.append(_row(0, "wrn_40_2", "standard", "accuracy", 0.70 + 0.01 * i, **cell))
+    path = tmp_path / "m.csv"
+    write_long_csv(path, rows)
+    exp = {
+        "dataset": "cifar100",
+        "teachers": {"archs": ["wrn_40_2"], "augmentations": ["standard"]},
+        "students": {"archs": ["wrn_16_2"], "augmentations": augs, "kd_methods": ["rescaled_kd"]},
+        "eval_splits": {"test": "test"},
+    }
+    percents, alphas, names = choi.pmu_grid(exp)
+    assert percents == [10, 50, 100] and alphas == ["0.2", "1.0"]
+    assert names[(100, "0.2")] == "fmu_a02"
+    choi.render(path, exp, "last", "table4_partial_mixup", str(tmp_path / "p"))
+    rows_ = _read(tmp_path / "p")
+    assert float(rows_["PMU=10%"]["alpha=1.0_mean"]) == pytest.approx(72.0)
+    assert float(rows_["FMU"]["alpha=0.2_mean"]) == pytest.approx(74.0)
+    assert rows_["PMU=50%"]["alpha=0.2_mean"] == "nan"  # not in the grid
+    assert float(rows_["no mixup (standard)"]["alpha=0.2_mean"]) == pytest.approx(70.0)
+    choi.render(path, exp, "last", "figure6_partial_mixup", str(tmp_path / "p.png"))
+    assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_robustness_table_per_attack_and_eps(tmp_path):
+    rows = []
+    variants = [("ce_only", "standard"), ("rescaled_kd", "pmu10_a10")]
+    for kd, saug in variants:
+        cell = {"kd": kd, "sarch": "resnet20", "saug": saug}
+        for method, drop in (("fgsm", 1.0), ("ifgsm", 2.0)):
+            for eps in (0.0, 0.001, 0.01):
+                acc = 0.7 - drop * eps * 10
+                rows.append(_row(0, "resnet110", "standard", f"{method}_{eps:g}", acc, **cell))
+    path = tmp_path / "m.csv"
+    write_long_csv(path, rows)
+    exp = {
+        "dataset": "cifar100",
+        "teachers": {"archs": ["resnet110"], "augmentations": ["standard"]},
+        "students": {
+            "archs": ["resnet20"],
+            "augmentations": ["standard", "pmu10_a10"],
+            "kd_methods": ["ce_only", "rescaled_kd"],
+            "variants": [{"kd_method": k, "augmentation": a} for k, a in variants],
+        },
+        "eval_splits": {"test": "test"},
+    }
+    choi.render(path, exp, "last", "table3_robustness", str(tmp_path / "r"))
+    row = _read(tmp_path / "r")["ce_only/standard"]
+    assert float(row["fgsm_eps=0_mean"]) == pytest.approx(70.0)
+    assert float(row["ifgsm_eps=0.01_mean"]) == pytest.approx(50.0)
+    choi.render(path, exp, "last", "figure7_robustness", str(tmp_path / "r.png"))
+    assert (tmp_path / "r.png").stat().st_size > 0

@@ -1,0 +1,17 @@
+"""Rule attack_model: FGSM / I-FGSM accuracy of one (model, selection, split)."""
+
+from kdaug.joblog import job_log
+from kdaug.robustness import attack_file
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+with job_log(sm.log[0]):
+    attack_file(
+        sm.input.model,
+        sm.input.split,
+        sm.output[0],
+        cell=sm.params.cell,
+        selection=sm.wildcards.selection,
+        split=sm.wildcards.split,
+        threads=sm.threads,
+        **sm.params.settings,
+    )
