@@ -86,3 +86,34 @@ def test_rescaled_logits_have_unit_std():
     assert rescale(f).std(dim=1).item() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="teacher logits"):
         RescaledKD(0.9, 0.1)(f, torch.eye(4)[:1], None)
+
+
+def test_mean_entropy_metric_by_hand():
+    from kdaug.metrics import EvalData, compute_metrics
+
+    logits = np.log(np.array([[0.5, 0.5, 1e-300], [1.0, 1e-300, 1e-300]]))
+    data = EvalData(logits, np.array([0, 0]), 3)
+    value = compute_metrics(data, ["mean_entropy"])["mean_entropy"]
+    assert value == pytest.approx(np.log(2) / 2)  # (ln 2 + 0) / 2
+
+
+def test_vscore_metric_runs_per_group_the_split_has():
+    from kdaug.metrics import EvalData, applicable_metrics, compute_metrics
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 25)
+    centres = np.eye(4)[labels] * 50.0  # four far-apart clusters
+    data = EvalData(
+        rng.normal(size=(100, 4)),
+        labels,
+        4,
+        centres + rng.normal(size=(100, 4)),
+        options={
+            "class_names": ["a", "b", "c", "d"],
+            "vscore_groups": {"ab": ["a", "b"], "cd": ["c", "d"], "xy": ["x", "y"]},
+        },
+    )
+    values = compute_metrics(data, ["vscore"])
+    assert values == {"vscore_ab": pytest.approx(1.0), "vscore_cd": pytest.approx(1.0)}
+    no_embeddings = EvalData(data.logits, labels, 4, options=data.options)
+    assert applicable_metrics(no_embeddings, ["vscore", "accuracy"]) == ["accuracy"]

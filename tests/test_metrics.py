@@ -33,6 +33,8 @@ ALL_METRICS = [
     "ece",
     "class_separability",
     "class_discrimination",
+    "mean_entropy",
+    "vscore",
     "kld_human",
 ]
 
@@ -136,6 +138,7 @@ def test_compute_metrics_merges_flat_floats() -> None:
         "cohesion",
         "adhesion",
         "class_discrimination",
+        "mean_entropy",  # (vscore adds nothing: no class groups configured here)
         "kld_human",
     }
     assert all(type(v) is float and math.isfinite(v) for v in out.values())
