@@ -137,7 +137,10 @@ def mixup(alpha: float = 1.0, fraction: float = 1.0) -> Op:
     used in a batch and the rests keep untouched". ``round(fraction * B)`` rows, drawn
     without replacement after lambda and the permutation, are mixed with their partners;
     the other rows and their targets are left as they are. ``fraction = 1`` is full mixup
-    (FMU) and draws exactly what plain mixup draws.
+    (FMU) and draws exactly what plain mixup draws. (A public implementation of PMU draws
+    one lambda per sample and picks the unmixed rows with replacement, so its mixed
+    fraction is only approximately the stated one; we keep one lambda per batch, as in
+    Zhang et al.'s mixup, and the exact fraction the paper states.)
     """
     if not 0 < fraction <= 1:
         raise ValueError(f"mixup fraction must be in (0, 1]; got {fraction}")

@@ -88,9 +88,10 @@ class RescaledKD:
 
     ``L = gamma * CE(f~S(x), y) + alpha * KL(softmax(f~T(x)) || softmax(f~S(x)))`` with
     ``f~ = f / sigma(f)``. Eq. (4) applies the (mixup) cross-entropy to the rescaled student
-    logits, as printed. Eq. (3) prints the KL with the student's distribution first; we
-    keep eq. (2)'s order (teacher first), the distillation direction of every other loss
-    here and of the paper's own eq. (2).
+    logits; eq. (3) prints the KL with the student's distribution first, eq. (2) with the
+    teacher's. A public implementation of this loss (``MIXSTDLoss``) settles both: CE on
+    ``log_softmax(f_S / std)``, ``KLDivLoss(log p_S, p_T)`` = KL(teacher || student), and
+    ``torch.std`` (unbiased), all as here. No T^2 factor: there is no temperature.
     """
 
     alpha: float
