@@ -85,6 +85,14 @@ def test_partial_mixup_grid_reads_the_augmentation_names(tmp_path):
     assert float(rows_["FMU"]["alpha=0.2_mean"]) == pytest.approx(74.0)
     assert rows_["PMU=50%"]["alpha=0.2_mean"] == "nan"  # not in the grid
     assert float(rows_["no mixup (standard)"]["alpha=0.2_mean"]) == pytest.approx(70.0)
+    # CIFAR-100: Table 4's published value beside each grid cell (PMU=10%, alpha 1.0: 75.92)
+    assert float(rows_["PMU=10%"]["alpha=1.0_paper"]) == 75.92
+    assert float(rows_["PMU=10%"]["alpha=1.0_diff"]) == pytest.approx(72.0 - 75.92)
+    assert float(rows_["FMU"]["alpha=0.2_paper"]) == 76.01
+    assert "paper 75.92" in (tmp_path / "p.md").read_text()
+    choi.render(path, {**exp, "compare_with_paper": False}, "last", "table4_partial_mixup",
+                str(tmp_path / "q"))  # fmt: skip
+    assert _read(tmp_path / "q")["PMU=10%"]["alpha=1.0_paper"] == ""
     choi.render(path, exp, "last", "figure6_partial_mixup", str(tmp_path / "p.png"))
     assert (tmp_path / "p.png").stat().st_size > 0
 
@@ -110,10 +118,48 @@ def test_robustness_table_per_attack_and_eps(tmp_path):
             "variants": [{"kd_method": k, "augmentation": a} for k, a in variants],
         },
         "eval_splits": {"test": "test"},
+        "paper_rows": {"ce_only/standard": "vanilla", "rescaled_kd/pmu10_a10": "ours"},
     }
     choi.render(path, exp, "last", "table3_robustness", str(tmp_path / "r"))
-    row = _read(tmp_path / "r")["ce_only/standard"]
+    table = _read(tmp_path / "r")
+    row = table["ce_only/standard"]
     assert float(row["fgsm_eps=0_mean"]) == pytest.approx(70.0)
     assert float(row["ifgsm_eps=0.01_mean"]) == pytest.approx(50.0)
+    # Table 3's columns: vanilla FGSM at eps 0.001 61.14, I-FGSM at 0.01 13.28; ours 37.40
+    assert float(row["fgsm_eps=0.001_paper"]) == 61.14
+    assert float(row["ifgsm_eps=0.01_paper"]) == 13.28
+    assert float(table["rescaled_kd/pmu10_a10"]["ifgsm_eps=0.01_paper"]) == 37.40
     choi.render(path, exp, "last", "figure7_robustness", str(tmp_path / "r.png"))
     assert (tmp_path / "r.png").stat().st_size > 0
+
+
+def test_rescaled_table_shows_table1_values_by_paper_rows(tmp_path):
+    rows = [_row(0, "resnet56", "standard", "accuracy", 0.72)]
+    variants = [("kd_t4", "standard"), ("rescaled_kd", "pmu10_a10")]
+    for i, (kd, saug) in enumerate(variants):
+        cell = {"kd": kd, "sarch": "resnet20", "saug": saug}
+        rows.append(_row(0, "resnet56", "standard", "accuracy", 0.70 + 0.01 * i, **cell))
+    path = tmp_path / "m.csv"
+    write_long_csv(path, rows)
+    exp = {
+        "dataset": "cifar100",
+        "teachers": {"archs": ["resnet56"], "augmentations": ["standard"]},
+        "students": {
+            "archs": {"resnet56": ["resnet20"]},
+            "augmentations": ["standard", "pmu10_a10"],
+            "kd_methods": ["kd_t4", "rescaled_kd"],
+            "variants": [{"kd_method": k, "augmentation": a} for k, a in variants],
+        },
+        "eval_splits": {"test": "test"},
+        "paper_rows": {"teacher": "teacher", "kd_t4/standard": "kd",
+                       "rescaled_kd/pmu10_a10": "ours_pmu10"},
+    }  # fmt: skip
+    choi.render(path, exp, "last", "table1_rescaled", str(tmp_path / "t"))
+    with open(tmp_path / "t.csv") as fh:
+        table = {r["row"]: r for r in csv.DictReader(fh)}
+    # Choi et al. Table 1, RN56 -> RN20: teacher 72.34, KD 70.66, ours PMU 10% 72.09
+    assert float(table["teacher"]["resnet56/resnet20_paper"]) == 72.34
+    assert float(table["kd_t4/standard"]["resnet56/resnet20_paper"]) == 70.66
+    assert float(table["rescaled_kd/pmu10_a10"]["resnet56/resnet20_mean"]) == pytest.approx(71.0)
+    assert float(table["rescaled_kd/pmu10_a10"]["resnet56/resnet20_paper"]) == 72.09
+    assert "Choi et al. 2023 Table 1" in (tmp_path / "t.md").read_text()

@@ -12,6 +12,12 @@
   row and teacher/student pair.
 - ``choi2023_robustness`` (Table 3, Figure 7): accuracy under FGSM and I-FGSM per eps.
 
+Published values (``paper_values/choi2023.yaml``: Tables 1, 3, 4) sit beside ours when the
+experiment's dataset is the paper's (``cifar100``) and ``compare_with_paper`` is not false.
+Table 4's cells are found by the augmentation names; Tables 1 and 3 by
+``experiments.<name>.paper_rows`` (our ``<kd method>/<augmentation>`` row, or ``teacher``
+-> the paper's row or column key).
+
 Which augmentation is "mixup" comes from the experiment: the teachers' and students'
 second augmentation is the mixup one (``augmentations: [standard, fmu_a10]``).
 Accuracies are shown in percent, as the paper prints them.
@@ -32,11 +38,27 @@ from kdaug.io import atomic_path
 from kdaug.plan import student_variants, students_of
 from kdaug.results import Summary, read_long_csv, summarize
 from kdaug.robustness import ATTACKS, attack_metric
-from kdaug.tables import Cell, Table
+from kdaug.tables import Cell, PaperLookup, Table, paper_lookup
 from kdaug.wang import WangResults, accuracy_table
 
+PAPER = "choi2023"
+# Per dataset: the paper's tables of each kind (a dataset not listed has no paper values).
+PAPER_TABLES = {
+    "cifar100": {
+        "accuracy": ("table1_cifar100_accuracy",),
+        "fgsm": ("table3_cifar100_fgsm",),
+        "ifgsm": ("table3_cifar100_ifgsm",),
+        "partial_mixup": ("table4_cifar100_alpha_pmu",),
+    },
+}
 SCENARIOS = ("T&S", "Mix-T&S", "Mix-T&Mix-S", "T&Mix-S")
 PMU_NAME = re.compile(r"^(?:pmu(?P<percent>\d+)|fmu)_a(?P<alpha>\d+)$")
+
+
+def _paper_lookup(exp: Mapping[str, Any], kind: str) -> PaperLookup:
+    compare = exp.get("compare_with_paper", True)
+    names = PAPER_TABLES.get(exp["dataset"], {}).get(kind, ()) if compare else ()
+    return paper_lookup(PAPER, names)
 
 
 class ChoiResults:
@@ -186,13 +208,18 @@ def partial_mixup_table(results: ChoiResults, selection: str) -> Table:
     exp = results.exp
     tarch, taug, sarch, kd = _single_pair(exp)
     percents, alphas, names = pmu_grid(exp)
+    lookup = _paper_lookup(exp, "partial_mixup")
     rows = []
     for p in percents:
         label = "FMU" if p == 100 else f"PMU={p}%"
+        paper_row = "fmu" if p == 100 else f"pmu{p}"
         cells = [
-            Cell(results.accuracy(tarch, taug, selection, (sarch, kd, names[(p, a)])), None)
-            if (p, a) in names
-            else Cell(summarize([]), None)
+            Cell(
+                results.accuracy(tarch, taug, selection, (sarch, kd, names[(p, a)]))
+                if (p, a) in names
+                else summarize([]),
+                *lookup(paper_row, f"alpha_{a}"),
+            )
             for a in alphas
         ]
         rows.append(([label], cells))
@@ -220,8 +247,11 @@ def robustness_table(results: ChoiResults, selection: str) -> Table:
     sarch = _one(students_of(exp, tarch), "student arch")
     eps = _eps_in(results)
     header = [f"{m} eps={e:g}" for m in ATTACKS for e in eps]
+    lookups = {m: _paper_lookup(exp, m) for m in ATTACKS}
     rows = []
     for kd, saug in student_variants(exp, taug):
+        label = f"{kd}/{saug}"
+        paper_column = exp.get("paper_rows", {}).get(label, "")
         cells = [
             Cell(
                 percent(
@@ -229,12 +259,12 @@ def robustness_table(results: ChoiResults, selection: str) -> Table:
                         tarch, taug, attack_metric(m, e), selection, student=(sarch, kd, saug)
                     )
                 ),
-                None,
+                *lookups[m](f"eps_{float(e)}", paper_column),
             )
             for m in ATTACKS
             for e in eps
         ]
-        rows.append(([f"{kd}/{saug}"], cells))
+        rows.append(([label], cells))
     caption = (
         f"**Accuracy under white-box attacks** ({selection} weights; {tarch} → {sarch}): "
         "test accuracy (%) under FGSM and 10-step I-FGSM at each eps (pixel units in "
@@ -407,7 +437,11 @@ def render(
     """Write table ``name`` (``out`` is the stem) or figure ``name`` (``out`` is the PNG)."""
     rows = read_long_csv(long_csv)
     if name == "table1_rescaled":  # pairs x (KD method, augmentation) rows, as Wang's Table 1
-        accuracy_table(WangResults(rows, exp), selection).write(Path(out))
+        lookup = _paper_lookup(exp, "accuracy")
+        table = accuracy_table(
+            WangResults(rows, exp), selection, lookup, "Choi et al. 2023 Table 1"
+        )
+        table.write(Path(out))
     elif name in TABLES:
         TABLES[name](ChoiResults(rows, exp), selection).write(Path(out))
     else:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -32,6 +33,34 @@ def paper_values(paper: str) -> dict[str, Any]:
     """The published tables of ``paper`` (``kdaug/paper_values/<paper>.yaml``)."""
     text = resources.files("kdaug").joinpath(f"paper_values/{paper}.yaml").read_text()
     return yaml.safe_load(text)
+
+
+# (our row's paper key, paper column) -> (published value, decimals printed), or (None, 3).
+PaperLookup = Callable[[str, str], tuple[float | None, int]]
+
+
+def paper_lookup(paper: str, names: Sequence[str]) -> PaperLookup:
+    """Look values up in the paper's tables ``names`` (first table holding the cell wins).
+
+    Printed decimals come from the table's ``decimals`` (one number, or per column) and
+    its ``decimals_exceptions`` ([row, column, decimals] triples)."""
+    tables = [paper_values(paper)["tables"][n] for n in names]
+
+    def lookup(row: str, column: str) -> tuple[float | None, int]:
+        for table in tables:
+            value = table.get("values", {}).get(row, {}).get(column)
+            if value is None:
+                continue
+            decimals = table.get("decimals", 3)
+            if isinstance(decimals, dict):
+                decimals = decimals.get(column, 3)
+            for r, c, d in table.get("decimals_exceptions", ()):
+                if (r, c) == (row, column):
+                    decimals = d
+            return float(value), int(decimals)
+        return None, 3
+
+    return lookup
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ import numpy as np
 from kdaug.io import atomic_path
 from kdaug.plan import student_variants, students_of
 from kdaug.results import Summary, read_long_csv, summarize
-from kdaug.tables import Cell, Table, paper_values
+from kdaug.tables import Cell, PaperLookup, Table, paper_lookup
 from kdaug.teacher_stats import STREAM_SPLIT
 
 PAPER = "wang2022"
@@ -145,27 +145,11 @@ class WangResults:
         return self.kd_methods[0]
 
 
-def _paper_lookup(
-    exp: Mapping[str, Any], kind: str
-) -> Callable[[str, str], tuple[float | None, int]]:
-    """``(row, column) -> (published value, printed decimals)`` over the paper's tables of
-    ``kind`` for the experiment's dataset (nothing when not comparing)."""
-    tables = []
-    if exp.get("compare_with_paper", True):
-        names = PAPER_TABLES.get(exp["dataset"], {}).get(kind, ())
-        tables = [paper_values(PAPER)["tables"][n] for n in names]
-
-    def lookup(row: str, column: str) -> tuple[float | None, int]:
-        for table in tables:
-            value = table.get("values", {}).get(row, {}).get(column)
-            if value is not None:
-                decimals = table.get("decimals", 3)
-                if isinstance(decimals, dict):
-                    decimals = decimals.get(column, 3)
-                return float(value), int(decimals)
-        return None, 3
-
-    return lookup
+def _paper_lookup(exp: Mapping[str, Any], kind: str) -> PaperLookup:
+    """The paper's tables of ``kind`` for the experiment's dataset (none when not comparing)."""
+    compare = exp.get("compare_with_paper", True)
+    names = PAPER_TABLES.get(exp["dataset"], {}).get(kind, ()) if compare else ()
+    return paper_lookup(PAPER, names)
 
 
 def _scaled(summary: Summary, scale: float) -> Summary:
@@ -273,9 +257,13 @@ def write_correlation_table(
         tmp.write_text("\n".join(lines) + "\n")
 
 
-def accuracy_table(results: WangResults, selection: str) -> Table:
-    """Tables 1-2: test accuracy in percent per row and teacher/student pair."""
-    lookup = _paper_lookup(results.exp, "accuracy")
+def accuracy_table(
+    results: WangResults, selection: str, lookup: PaperLookup | None = None,
+    source: str = "Wang et al. 2022 Tables 1-2; CRD rows not reproduced",
+) -> Table:  # fmt: skip
+    """Tables 1-2: test accuracy in percent per row and teacher/student pair; published
+    values from ``lookup`` (default: Wang et al.'s tables for the dataset)."""
+    lookup = lookup or _paper_lookup(results.exp, "accuracy")
     header = [f"{t}/{s}" for t, s in results.pairs]
     rows = []
     teacher_cells = []
@@ -293,8 +281,8 @@ def accuracy_table(results: WangResults, selection: str) -> Table:
         rows.append(([label], cells))
     caption = (
         f"**Student test accuracy (%)** ({selection} weights), per KD method/augmentation "
-        "row and teacher/student pair (Wang et al. 2022 Tables 1-2; CRD rows not "
-        "reproduced). Cells: mean ± std [95% t-interval] over seeds."
+        f"row and teacher/student pair ({source}). Cells: mean ± std [95% t-interval] "
+        "over seeds."
     )
     return Table(caption, ["row"], header, rows)
 
