@@ -3,7 +3,6 @@
 from snakemake.utils import min_version, validate
 
 from kdaug import plan, render
-from kdaug.provenance import source_hash
 
 min_version("9.0")
 
@@ -23,6 +22,7 @@ wildcard_constraints:
 CONDA_ENV = "../../envs/kdaug.yaml"
 
 
+include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/evaluate.smk"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 
+import numpy as np
 import pytest
 
 from kdaug import choi
@@ -163,3 +164,55 @@ def test_rescaled_table_shows_table1_values_by_paper_rows(tmp_path):
     assert float(table["rescaled_kd/pmu10_a10"]["resnet56/resnet20_mean"]) == pytest.approx(71.0)
     assert float(table["rescaled_kd/pmu10_a10"]["resnet56/resnet20_paper"]) == 72.09
     assert "Choi et al. 2023 Table 1" in (tmp_path / "t.md").read_text()
+
+
+def _scenario_exp() -> dict:
+    augs = ["standard", "fmu_a10"]
+    return {
+        "dataset": "toy", "seeds": [0],
+        "teachers": {"archs": ["resnet20"], "augmentations": augs},
+        "students": {"archs": ["resnet8"], "augmentations": augs, "kd_methods": ["kd_t4"]},
+        "eval_splits": {"test": "test", "train": "train"},
+        "vscore_groups": {"similar": ["a", "b", "c"], "dissimilar": ["d", "e", "f"]},
+        "figures": {"tsne_per_class": 20},
+    }  # fmt: skip
+
+
+def _write_outputs(path, spread: float, rng) -> None:
+    labels = np.repeat(np.arange(6), 25)
+    centres = rng.normal(size=(6, 8)) * 4
+    embeddings = centres[labels] + rng.normal(size=(len(labels), 8)) * spread
+    logits = np.eye(6)[labels] * 3 / spread + rng.normal(size=(len(labels), 6))
+    np.savez(path, logits=logits, labels=labels, embeddings=embeddings,
+             class_names=np.array(list("abcdef")))  # fmt: skip
+
+
+def test_outputs_figures_read_every_scenario_model(tmp_path):
+    exp = _scenario_exp()
+    models = choi.scenario_models(exp)
+    labels = [label for label, _ in models]
+    assert labels == ["T:resnet20", "Mix-T:resnet20", "T&S:resnet8", "Mix-T&S:resnet8",
+                      "Mix-T&Mix-S:resnet8", "T&Mix-S:resnet8"]  # fmt: skip
+    # the Mix-T&S student is distilled from the mixup teacher, trained without mixup
+    cell = dict(models)["Mix-T&S:resnet8"]
+    assert (cell.teacher_aug, cell.student_aug, cell.kd) == ("fmu_a10", "standard", "kd_t4")
+    sources = choi.figure_sources(exp, "figure3_tsne", "last")
+    assert len(sources) == 6 and all("/eval/last/train.npz" in s for s in sources)
+    assert choi.figure_sources(exp, "figure2_scenarios", "last") == []
+    rng = np.random.default_rng(0)
+    for name in ("figure3_tsne", "figure4_class_distributions"):
+        files = []
+        for i, _ in enumerate(choi.figure_sources(exp, name, "last")):
+            files.append(tmp_path / f"{name}_{i}.npz")
+            _write_outputs(files[-1], spread=0.5 + i % 6, rng=rng)
+        choi.render(None, exp, "last", name, str(tmp_path / f"{name}.png"), outputs=files)
+        assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="expects 12 outputs files, got 1"):
+        choi.render(None, exp, "last", "figure4_class_distributions", "x.png", outputs=files[:1])
+
+
+def test_class_mean_distributions_by_hand():
+    probs = np.array([[0.8, 0.2, 0.0], [0.6, 0.2, 0.2], [0.1, 0.9, 0.0]])
+    labels = np.array([0, 0, 1])
+    means = choi.class_mean_distributions(probs, labels, [1, 0])
+    np.testing.assert_allclose(means, [[0.1, 0.9, 0.0], [0.7, 0.2, 0.1]])

@@ -28,17 +28,19 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from kdaug.io import atomic_path
+from kdaug.plan import Cell as ModelCell
 from kdaug.plan import student_variants, students_of
 from kdaug.results import Summary, read_long_csv, summarize
 from kdaug.robustness import ATTACKS, attack_metric
 from kdaug.tables import Cell, PaperLookup, Table, paper_lookup
+from kdaug.vscore import class_indices, v_score
 from kdaug.wang import WangResults, accuracy_table
 
 PAPER = "choi2023"
@@ -414,6 +416,182 @@ def plot_robustness(results: ChoiResults, selection: str, path: str) -> None:
     _save(fig, path)
 
 
+# -- figures from stored outputs (Figures 1, 3, 4) -------------------------------------------
+
+
+def scenario_models(exp: Mapping[str, Any]) -> list[tuple[str, ModelCell]]:
+    """(label, model) of the first teacher arch, first seed: its teachers trained without
+    and with mixup (Figure 1's S / Mix-S) and the student of each scenario (Figure 3)."""
+    tarch = exp["teachers"]["archs"][0]
+    sarch = _one(students_of(exp, tarch), "student arch")
+    kd = _one(exp["students"]["kd_methods"], "KD method")
+    seed, dataset = exp["seeds"][0], exp["dataset"]
+    t_plain, t_mix = _plain_and_mixup(exp, "teachers")
+    models = [
+        (f"T:{tarch}", ModelCell(dataset, seed, tarch, t_plain)),
+        (f"Mix-T:{tarch}", ModelCell(dataset, seed, tarch, t_mix)),
+    ]
+    for scenario, (taug, saug) in scenario_augmentations(exp).items():
+        models.append(
+            (f"{scenario}:{sarch}", ModelCell(dataset, seed, tarch, taug, kd, sarch, saug))
+        )
+    return models
+
+
+def _figure_splits(exp: Mapping[str, Any], name: str) -> list[str]:
+    roles = ("train",) if name == "figure3_tsne" else ("train", "test")
+    splits = [exp["eval_splits"][r] for r in roles if r in exp["eval_splits"]]
+    return splits or [exp["eval_splits"]["test"]]
+
+
+def figure_sources(exp: Mapping[str, Any], name: str, selection: str) -> list[str]:
+    """The outputs files figure ``name`` reads (none for the figures drawn from metrics):
+    per split, per :func:`scenario_models` model."""
+    if name not in OUTPUT_FIGURES:
+        return []
+    return [
+        cell.eval_file(selection, split, "npz")
+        for split in _figure_splits(exp, name)
+        for _, cell in scenario_models(exp)
+    ]
+
+
+def _load_outputs(
+    exp: Mapping[str, Any], name: str, outputs: Sequence[str]
+) -> dict[tuple[str, str], Any]:
+    """(model label, split) -> EvalData, from ``outputs`` in :func:`figure_sources` order."""
+    from kdaug.evaluation import load_eval_data
+
+    keys = [(label, s) for s in _figure_splits(exp, name) for label, _ in scenario_models(exp)]
+    if len(outputs) != len(keys):
+        raise ValueError(f"{name} expects {len(keys)} outputs files, got {len(outputs)}")
+    return {k: load_eval_data(path) for k, path in zip(keys, outputs, strict=True)}
+
+
+def _tsne_rows(labels: np.ndarray, classes: Sequence[int], per_class: int) -> np.ndarray:
+    """Up to ``per_class`` samples of each class, the same ones for every model."""
+    rng = np.random.default_rng(0)
+    return np.concatenate(
+        [np.sort(rng.permutation(np.flatnonzero(labels == c))[:per_class]) for c in classes]
+    )
+
+
+def plot_tsne(exp: Mapping[str, Any], selection: str, outputs: Sequence[str], path: str) -> None:
+    """Figures 1 and 3: t-SNE of the penultimate features of each class group (rows) for
+    the teachers without / with mixup and the student of each scenario (columns), with
+    each class's centre (star) and the V-score of the group (as in the tables)."""
+    from sklearn.manifold import TSNE
+
+    from kdaug.metrics import standardize
+
+    groups = exp.get("vscore_groups") or {}
+    if not groups:
+        raise ValueError("figure3_tsne needs evaluation.vscore_groups")
+    data = _load_outputs(exp, "figure3_tsne", outputs)
+    split = _figure_splits(exp, "figure3_tsne")[0]
+    models = [label for label, _ in scenario_models(exp)]
+    per_class = int(exp.get("figures", {}).get("tsne_per_class", 250))
+    plt = _pyplot()
+    fig, axes = plt.subplots(
+        len(groups), len(models), figsize=(2.5 * len(models) + 1.2, 2.6 * len(groups)),
+        squeeze=False,
+    )  # fmt: skip
+    for i, (group, classes) in enumerate(groups.items()):
+        for j, label in enumerate(models):
+            d, ax = data[(label, split)], axes[i, j]
+            if d.embeddings is None:
+                raise ValueError(f"{label} has no stored embeddings on {split} "
+                                 "(evaluation.embeddings_for)")  # fmt: skip
+            indices = class_indices(d.options["class_names"], classes)
+            rows = _tsne_rows(d.labels, indices, per_class)
+            x = standardize(d.embeddings[rows])
+            perplexity = min(30.0, max(2.0, (len(rows) - 1) / 3))
+            xy = TSNE(perplexity=perplexity, init="pca", random_state=0).fit_transform(x)
+            for c, name in zip(indices, classes, strict=True):
+                mine = d.labels[rows] == c
+                points = ax.scatter(xy[mine, 0], xy[mine, 1], s=3, label=name)
+                centre = xy[mine].mean(axis=0)
+                ax.scatter(*centre, marker="*", s=120, color=points.get_facecolor()[0],
+                           edgecolors="k", linewidths=0.6)  # fmt: skip
+            v = v_score(d.embeddings, d.labels, indices, seed=0)
+            ax.set_title(f"{label}\nV = {v:.3f}", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[i, 0].set_ylabel(f"{group} classes", fontsize=9)
+        axes[i, -1].legend(fontsize=7, markerscale=3, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle(
+        f"t-SNE of penultimate features on {split} ({selection}; Choi et al. Figs. 1, 3); "
+        "* = class centre, V = V-score of the group",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def class_mean_distributions(
+    probs: np.ndarray, labels: np.ndarray, classes: Sequence[int]
+) -> np.ndarray:
+    """``M[i]`` = mean predicted distribution over the samples of true class ``classes[i]``
+    (Choi et al. Figure 4's per-category mean distribution), shape (len(classes), C)."""
+    return np.stack([probs[labels == c].mean(axis=0) for c in classes])
+
+
+def plot_class_distributions(
+    exp: Mapping[str, Any], selection: str, outputs: Sequence[str], path: str
+) -> None:
+    """Figure 4: per model (columns) and split (rows), the mean predicted distribution of
+    each class of the first V-score group (heat-map rows) over all classes, with the
+    model's accuracy and mean entropy on all samples of the split."""
+    from kdaug.metrics import log_softmax
+
+    groups = exp.get("vscore_groups") or {}
+    if not groups:
+        raise ValueError("figure4_class_distributions needs evaluation.vscore_groups")
+    group, classes = next(iter(groups.items()))
+    data = _load_outputs(exp, "figure4_class_distributions", outputs)
+    splits = _figure_splits(exp, "figure4_class_distributions")
+    models = [label for label, _ in scenario_models(exp)]
+    plt = _pyplot()
+    fig, axes = plt.subplots(
+        len(splits), len(models), figsize=(2.3 * len(models) + 1.0, 2.2 * len(splits) + 0.6),
+        squeeze=False, layout="constrained",
+    )  # fmt: skip
+    for i, split in enumerate(splits):
+        for j, label in enumerate(models):
+            d, ax = data[(label, split)], axes[i, j]
+            logp = log_softmax(d.logits)
+            probs = np.exp(logp)
+            indices = class_indices(d.options["class_names"], classes)
+            means = class_mean_distributions(probs, d.labels, indices)
+            image = ax.imshow(
+                means, vmin=0.0, vmax=1.0, cmap="magma", aspect="auto", interpolation="nearest"
+            )
+            accuracy = float((probs.argmax(axis=1) == d.labels).mean()) * 100
+            entropy = float(-(probs * logp).sum(axis=1).mean())
+            ax.set_title(f"{label}\n{split}: acc {accuracy:.1f}%, H {entropy:.2f}", fontsize=8)
+            ax.set_yticks(range(len(classes)), classes if j == 0 else [], fontsize=7)
+            for c in indices:  # outline the true class of each row
+                ax.add_patch(plt.Rectangle((c - 0.5, indices.index(c) - 0.5), 1, 1, fill=False,
+                                           edgecolor="c", linewidth=0.8))  # fmt: skip
+            ax.set_xticks([])
+            if i == len(splits) - 1:
+                ax.set_xlabel("predicted class (all)", fontsize=8)
+        axes[i, 0].set_ylabel(f"true class ({split})", fontsize=8)
+    fig.colorbar(image, ax=axes, label="mean predicted probability", shrink=0.8, pad=0.01)
+    fig.suptitle(
+        f"Mean predicted distribution (columns: all classes) of each {group} class "
+        f"({selection}; Choi et al. Fig. 4); H = mean entropy (nats)",
+        fontsize=10,
+    )
+    _save(fig, path)
+
+
+OUTPUT_FIGURES: dict[str, Callable[[Mapping[str, Any], str, Sequence[str], str], None]] = {
+    "figure3_tsne": plot_tsne,
+    "figure4_class_distributions": plot_class_distributions,
+}
+
+
 # -- what the reports render ------------------------------------------------------------
 
 TABLES: dict[str, Callable[[ChoiResults, str], Table]] = {
@@ -432,9 +610,18 @@ FIGURES: dict[str, Callable[[ChoiResults, str, str], None]] = {
 
 
 def render(
-    long_csv: str | os.PathLike[str], exp: Mapping[str, Any], selection: str, name: str, out: str
+    long_csv: str | os.PathLike[str] | None,
+    exp: Mapping[str, Any],
+    selection: str,
+    name: str,
+    out: str,
+    outputs: Sequence[str] = (),
 ) -> None:
-    """Write table ``name`` (``out`` is the stem) or figure ``name`` (``out`` is the PNG)."""
+    """Write table ``name`` (``out`` is the stem) or figure ``name`` (``out`` is the PNG);
+    figures of :data:`OUTPUT_FIGURES` read ``outputs`` (:func:`figure_sources` order)."""
+    if name in OUTPUT_FIGURES:
+        OUTPUT_FIGURES[name](exp, selection, outputs, out)
+        return
     rows = read_long_csv(long_csv)
     if name == "table1_rescaled":  # pairs x (KD method, augmentation) rows, as Wang's Table 1
         lookup = _paper_lookup(exp, "accuracy")

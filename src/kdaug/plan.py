@@ -402,6 +402,7 @@ def experiment_view(config: Mapping[str, Any], experiment: str) -> dict[str, Any
         kd: scaled_recipe(recipe, m.get("epochs_factor", 1))["epochs"] for kd, m in methods.items()
     }
     exp["kd_alpha"] = {kd: m["alpha"] for kd, m in methods.items()}
+    exp["vscore_groups"] = dict(config["evaluation"].get("vscore_groups", {}))
     return exp
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import platform
+import re
 import subprocess
 from collections.abc import Iterable
 from importlib import metadata
@@ -37,6 +39,68 @@ def source_hash(modules: Iterable[str]) -> str:
             digest.update(file.relative_to(PACKAGE_DIR).as_posix().encode())
             digest.update(file.read_bytes())
     return digest.hexdigest()[:16]
+
+
+# Package data a module reads at run time (not visible as an import): module -> folder.
+DATA_READ_BY = {"tables": "paper_values"}
+_DYNAMIC_NAME = re.compile(r"kdaug(\.[A-Za-z_]\w*)+")
+
+
+def _module_file(name: str) -> Path | None:
+    """``plan`` -> kdaug/plan.py, ``models`` -> kdaug/models/__init__.py, else None."""
+    path = PACKAGE_DIR / name.replace(".", "/")
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    return None
+
+
+def kdaug_imports(path: str | Path, package: str = "") -> set[str]:
+    """The ``kdaug`` modules a Python file imports, anywhere in it (function-local imports
+    too), relative imports resolved within ``package``; also ``"kdaug.x"`` string
+    constants, the names of modules imported dynamically (``importlib.import_module``)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(Path(path).read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(["kdaug", *[p for p in parent if p], *filter(None, [base])])
+            found.add(base)
+            found |= {f"{base}.{a.name}" for a in node.names}  # `from pkg import module`
+        elif isinstance(node, ast.Constant) and _DYNAMIC_NAME.fullmatch(str(node.value)):
+            found.add(node.value)
+    names = {n.removeprefix("kdaug.") for n in found if n.startswith("kdaug.")}
+    return {n for n in names if _module_file(n) is not None}
+
+
+def module_closure(roots: Iterable[str]) -> set[str]:
+    """Every ``kdaug`` module reachable from ``roots`` by imports, parent packages included."""
+    todo, seen = list(roots), set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # parent packages
+        file = _module_file(name)
+        package = name if file and file.name == "__init__.py" else ".".join(parts[:-1])
+        todo += sorted(kdaug_imports(file, package)) if file else []
+    return seen
+
+
+def code_hash(script: str | Path) -> str:
+    """sha256 over the ``kdaug`` source a workflow script runs: every module it reaches by
+    imports (:func:`module_closure`), the package's ``__init__`` and the data files those
+    modules read (:data:`DATA_READ_BY`). A rule passes this as a ``param``: Snakemake cannot
+    see imported code, and a hand-kept module list goes stale when an import is added."""
+    modules = module_closure(kdaug_imports(script))
+    data = [DATA_READ_BY[m] for m in modules if m in DATA_READ_BY]
+    return source_hash(sorted(modules | set(data)))
 
 
 def file_sha256(path: str | Path) -> str:

@@ -200,7 +200,11 @@ REPORTS.register("wang2022_epochs")(
 # heat maps (Figure 5), partial mixup grid (Table 4, Figure 6), rescaled-logit KD
 # (Table 1) and robustness to attacks (Table 3, Figure 7).
 for _name, _tables, _figures in (
-    ("choi2023_scenarios", ("table_scenarios", "table_vscore"), ("figure2_scenarios",)),
+    (
+        "choi2023_scenarios",
+        ("table_scenarios", "table_vscore"),
+        ("figure2_scenarios", "figure3_tsne", "figure4_class_distributions"),
+    ),
     ("choi2023_temperature", ("table_temperature",), ("figure5_temperature",)),
     ("choi2023_partial_mixup", ("table4_partial_mixup",), ("figure6_partial_mixup",)),
     ("choi2023_rescaled", ("table1_rescaled",), ()),
@@ -209,11 +213,16 @@ for _name, _tables, _figures in (
     REPORTS.register(_name)(Report("choi2023", _tables, _figures, claims=False, renderer="choi"))
 
 
+# Renderer -> module, spelled out so that the workflow's code hash sees the dependency.
+RENDERER_MODULES = {"wang": "kdaug.wang", "choi": "kdaug.choi"}
+
+
 def renderer_module(report: Report):
-    """The module that renders a non-Das report (``render(csv, exp, selection, name, out)``)."""
+    """The module that renders a non-Das report: ``render(csv, exp, selection, name, out,
+    outputs=())`` and optionally ``figure_sources(exp, name, selection)``."""
     import importlib
 
-    return importlib.import_module(f"kdaug.{report.renderer}")
+    return importlib.import_module(RENDERER_MODULES[report.renderer])
 
 
 CLAIMS_FILE = "claims"
@@ -263,9 +272,10 @@ def render_figure(
 
     report = REPORTS.get(experiment_cfg["report"])
     if report.renderer != "das":
-        if long_csv is None or name not in report.figures:
+        if name not in report.figures:
             raise KeyError(f"this report has no figure {name!r}; it has {list(report.figures)}")
-        renderer_module(report).render(long_csv, experiment_cfg, selection, name, str(path))
+        module = renderer_module(report)
+        module.render(long_csv, experiment_cfg, selection, name, str(path), outputs=outputs)
         return
     spec = report.figure(name)
     draw(
@@ -277,12 +287,17 @@ def figure_inputs(
     config: Mapping[str, Any], experiment: str, selection: str, figure: str
 ) -> dict[str, Any]:
     """The render_figure rule's named inputs: the metrics CSV and/or outputs files."""
+    from kdaug import plan
     from kdaug.figures import figure_sources
     from kdaug.plan import METRICS_CSV
 
     exp = config["experiments"][experiment]
     report = REPORTS.get(exp["report"])
     if report.renderer != "das":
+        sources = getattr(renderer_module(report), "figure_sources", lambda *_: [])
+        outputs = sources(plan.experiment_view(config, experiment), figure, selection)
+        if outputs:
+            return {"outputs": outputs}
         return {"metrics": METRICS_CSV.format(experiment=experiment)}
     spec = report.figure(figure)
     if spec.reads == "metrics":

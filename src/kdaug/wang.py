@@ -25,7 +25,7 @@ import csv
 import math
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -400,9 +400,15 @@ FIGURES = {
 
 
 def render(
-    long_csv: str | os.PathLike[str], exp: Mapping[str, Any], selection: str, name: str, out: str
+    long_csv: str | os.PathLike[str],
+    exp: Mapping[str, Any],
+    selection: str,
+    name: str,
+    out: str,
+    outputs: Sequence[str] = (),
 ) -> None:
-    """Write table ``name`` (``out`` is the stem) or figure ``name`` (``out`` is the PNG)."""
+    """Write table ``name`` (``out`` is the stem) or figure ``name`` (``out`` is the PNG).
+    (``outputs``: the renderer interface; every Wang figure reads the metrics CSV.)"""
     results = WangResults(read_long_csv(long_csv), exp)
     if name in TABLES:
         TABLES[name](results, selection, Path(out))

@@ -29,6 +29,6 @@ rule prepare_split:
         CONDA_ENV
     params:
         dataset=lambda w: plan.dataset_params(config, w.dataset, w.split),
-        code=source_hash(["data", "io"]),
+        code=script_code("prepare_split"),
     script:
         "../scripts/prepare_split.py"

@@ -16,7 +16,7 @@ rule extract_outputs:
         gpu=1,
     params:
         embeddings=lambda w: w.split in config["evaluation"]["embeddings_for"],
-        code=source_hash(["extract", "training", "models", "engine", "data", "io"]),
+        code=script_code("extract_outputs"),
     script:
         "../scripts/extract_outputs.py"
 
@@ -35,7 +35,7 @@ rule compute_metrics:
         metrics=config["evaluation"]["metrics"],
         ece_bins=config["evaluation"]["ece_bins"],
         vscore_groups=config["evaluation"]["vscore_groups"],
-        code=source_hash(["metrics", "vscore", "evaluation", "io"]),
+        code=script_code("compute_metrics"),
     script:
         "../scripts/compute_metrics.py"
 
@@ -66,9 +66,7 @@ rule teacher_stats:
             w.dataset, int(w.seed), w.tarch, w.taug, w.kd, w.sarch, w.saug
         ).identity(),
         settings=config["evaluation"]["teacher_stats"],
-        code=source_hash(
-            ["teacher_stats", "engine", "augment", "training", "models", "data", "io"]
-        ),
+        code=script_code("teacher_stats"),
     script:
         "../scripts/teacher_stats.py"
 
@@ -90,8 +88,6 @@ rule attack_model:
     params:
         cell=lambda w: plan.cell_from_wildcards(w.dataset, w.seed, w.model).identity(),
         settings=config["evaluation"]["attacks"],
-        code=source_hash(
-            ["robustness", "attacks", "training", "models", "engine", "data", "io"]
-        ),
+        code=script_code("attack_model"),
     script:
         "../scripts/attack_model.py"

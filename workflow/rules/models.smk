@@ -2,9 +2,7 @@
 # (teacher, KD method, student arch, student augmentation). The cell's full spec is a
 # param, and so is a hash of the library code that trains it: changing either reruns it.
 
-TRAIN_CODE = source_hash(
-    ["augment", "engine", "losses", "models", "training", "data", "io"]
-)
+TRAIN_CODE = script_code("train")
 
 
 rule train_teacher:

@@ -16,7 +16,7 @@ rule collect_metrics:
     conda:
         CONDA_ENV
     params:
-        code=source_hash(["evaluation", "results", "io"]),
+        code=script_code("collect_metrics"),
     script:
         "../scripts/collect_metrics.py"
 
@@ -33,9 +33,7 @@ rule render_table:
         CONDA_ENV
     params:
         experiment=lambda w: plan.experiment_view(config, w.experiment),
-        code=source_hash(
-            ["render", "tables", "figures", "results", "metrics", "paper_values", "io"]
-        ),
+        code=script_code("render_table"),
     script:
         "../scripts/render_table.py"
 
@@ -53,9 +51,7 @@ rule render_figure:
         CONDA_ENV
     params:
         experiment=lambda w: plan.experiment_view(config, w.experiment),
-        code=source_hash(
-            ["render", "tables", "figures", "results", "metrics", "paper_values", "io"]
-        ),
+        code=script_code("render_figure"),
     script:
         "../scripts/render_figure.py"
 
@@ -72,6 +68,6 @@ rule render_claims:
         CONDA_ENV
     params:
         experiment=lambda w: plan.experiment_view(config, w.experiment),
-        code=source_hash(["claims", "results", "paper_values", "io"]),
+        code=script_code("render_claims"),
     script:
         "../scripts/render_claims.py"

@@ -1,0 +1,65 @@
+"""The workflow's code hashes: which kdaug source a rule's script runs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from kdaug import provenance
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "workflow/scripts"
+
+
+def test_imports_anywhere_in_a_file_and_dynamic_names(tmp_path):
+    source = tmp_path / "s.py"
+    source.write_text(
+        "import os\n"
+        "from kdaug.io import atomic_path\n"
+        "from kdaug import plan\n"
+        "def f():\n"
+        "    from kdaug.models import zoo  # function-local\n"
+        "    return importlib.import_module('kdaug.wang')  # dynamic\n"
+        "X = 'kdaug.no_such_module'\n"
+    )
+    assert provenance.kdaug_imports(source) == {"io", "plan", "models", "models.zoo", "wang"}
+
+
+def test_closure_follows_imports_and_parent_packages():
+    train = provenance.module_closure(provenance.kdaug_imports(SCRIPTS / "train.py"))
+    # augment.py imports autoaugment on its last line; models/ registers the zoo
+    assert {"training", "engine", "augment", "autoaugment", "losses"} <= train
+    assert {"models", "models.repdistiller", "models.repdistiller.wrn", "data"} <= train
+    assert "render" not in train and "choi" not in train  # training never imports these
+    render = provenance.module_closure(provenance.kdaug_imports(SCRIPTS / "render_table.py"))
+    assert {"render", "tables", "wang", "choi", "vscore"} <= render  # renderers by name
+
+
+@pytest.fixture
+def package_copy(tmp_path, monkeypatch):
+    copy = tmp_path / "kdaug"
+    shutil.copytree(provenance.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(provenance, "PACKAGE_DIR", copy)
+    return copy
+
+
+def _edit(path: Path) -> None:
+    path.write_text(path.read_text() + "\n# edited\n")
+
+
+def test_code_hash_changes_with_the_code_a_rule_runs_only(package_copy):
+    train, render = SCRIPTS / "train.py", SCRIPTS / "render_table.py"
+    before = {s: provenance.code_hash(s) for s in (train, render)}
+    _edit(package_copy / "choi.py")  # rendering code, not training code
+    assert provenance.code_hash(render) != before[render]
+    assert provenance.code_hash(train) == before[train]
+    _edit(package_copy / "autoaugment.py")
+    assert provenance.code_hash(train) != before[train]
+
+
+def test_code_hash_covers_the_papers_values_tables_read(package_copy):
+    render = SCRIPTS / "render_table.py"
+    before = provenance.code_hash(render)
+    _edit(package_copy / "paper_values/choi2023.yaml")
+    assert provenance.code_hash(render) != before
