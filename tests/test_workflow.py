@@ -81,8 +81,9 @@ def test_paper_grid_dry_run_shows_the_full_plan_offline(wd: Path) -> None:
     assert counts["train_teacher"] == 3 * (5 + 3)
     # per seed: 10 main-grid students, 4 + 4 new ablation students, 3 MNIST students
     assert counts["distill_student"] == 3 * (10 + 4 + 4 + 3)
-    # main grid: 15 models x 3 splits; ablations: 8 new students x 2 splits; MNIST 6 x 1
-    assert counts["extract_outputs"] == 3 * (15 * 3 + 8 * 2 + 6)
+    # main grid: 15 models x 3 splits; ablations: 8 new students x 2 splits; MNIST 6 x 1;
+    # plus each teacher's train-split logits, read by its unaugmented students (5 + 3)
+    assert counts["extract_outputs"] == 3 * (15 * 3 + 8 * 2 + 6) + 3 * (5 + 3)
     # CIFAR-10, CINIC-10, CIFAR-10H and MNIST's four files
     assert counts["download_archive"] == 7
     assert counts["prepare_split"] == 8  # cifar10 train/val/test/cinic10/cifar10h, mnist x3
@@ -151,9 +152,9 @@ def test_one_cell_target_builds_exactly_that_cell(wd: Path) -> None:
     assert job_counts(out) == {
         "compute_metrics": 1,
         "distill_student": 1,
-        "extract_outputs": 1,
+        "extract_outputs": 2,  # the student on test; the teacher on train (cached logits)
         "prepare_split": 3,  # train, val, test
-        "total": 7,
+        "total": 8,
         "train_teacher": 1,
     }
     assert "results/models/digits/seed0/resnet18-cutmix/model.pt" in out

@@ -145,6 +145,33 @@ def batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarra
 Teacher = Callable[[torch.Tensor], torch.Tensor]
 
 
+@dataclass(frozen=True)
+class TeacherLogits:
+    """A frozen teacher's logits on every row of the training split, computed once (the
+    teacher's ``extract_outputs`` on the train split): what a student trained *without
+    augmentation* needs, since its batches are exactly those rows. Looking them up
+    replaces a teacher forward pass per step (issue: cached-logit students)."""
+
+    logits: torch.Tensor  # (N, C) float32 on the training device
+
+    @classmethod
+    def for_split(cls, logits: np.ndarray, labels: np.ndarray, data: DeviceData) -> TeacherLogits:
+        """Check that the cached rows are ``data``'s rows (count, classes, labels)."""
+        expected = (len(data), data.num_classes)
+        if logits.shape != expected:
+            raise ValueError(f"cached teacher logits have shape {logits.shape}; the training "
+                             f"split needs {expected}")  # fmt: skip
+        if not np.array_equal(labels, data.labels.cpu().numpy()):
+            raise ValueError("cached teacher logits were made on a different training split "
+                             "(labels differ row by row)")  # fmt: skip
+        return cls(
+            torch.from_numpy(np.ascontiguousarray(logits, np.float32)).to(data.labels.device)
+        )
+
+
+AnyTeacher = Teacher | TeacherLogits
+
+
 @dataclass
 class StepBatch:
     """What one training step sees: the augmented batch ``x`` with its targets and the
@@ -189,12 +216,20 @@ def step_batch(
     index: torch.Tensor,
     augmentation: AnyAugmentation,
     rng: np.random.Generator,
-    teacher: Teacher | None = None,
+    teacher: AnyTeacher | None = None,
     student: nn.Module | None = None,
 ) -> StepBatch:
-    """Gather rows ``index``, augment them on the device and run the teacher on them."""
+    """Gather rows ``index``, augment them on the device and run the teacher on them
+    (or look its logits up: :class:`TeacherLogits`, unaugmented students only)."""
     targets = F.one_hot(data.labels[index], data.num_classes).float()
     pixels = data.pixels(index)
+    if isinstance(teacher, TeacherLogits):
+        if isinstance(augmentation, AppendedAugmentation) or not augmentation.is_identity:
+            raise ValueError(f"cached teacher logits are the teacher's outputs on the plain "
+                             f"training rows; augmentation {augmentation.name!r} changes "
+                             "them: use the teacher model")  # fmt: skip
+        x, targets = augmentation(pixels, targets, rng, data.normalize)
+        return StepBatch(x, targets, teacher.logits[index])
     if isinstance(augmentation, AppendedAugmentation):
         if teacher is None:
             raise ValueError(f"augmentation {augmentation.name!r} appends x' for KD: no teacher")
@@ -228,7 +263,7 @@ def train_one_epoch(
     data: DeviceData,
     augmentation: AnyAugmentation,
     loss_fn: LossFn,
-    teacher: Teacher | None,
+    teacher: AnyTeacher | None,
     rng: np.random.Generator,
     batch_size: int,
     progress: Callable[[int, int, int], None] = lambda step, steps, seen: None,
@@ -289,7 +324,7 @@ def fit(
     augmentation: AnyAugmentation,
     loss_fn: LossFn,
     seed: int,
-    teacher: Teacher | None = None,
+    teacher: AnyTeacher | None = None,
     checkpoint: Path | None = None,
     fingerprint: str = "",
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),

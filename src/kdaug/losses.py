@@ -59,11 +59,11 @@ class HintonKD:
     def __call__(
         self, logits: torch.Tensor, targets: torch.Tensor, teacher_logits: torch.Tensor | None
     ) -> torch.Tensor:
+        ce = soft_cross_entropy(logits, targets)
+        if self.alpha == 0:  # the students' CE baseline: no teacher is run or read
+            return ce
         if teacher_logits is None:
             raise ValueError("HintonKD needs teacher logits")
-        ce = soft_cross_entropy(logits, targets)
-        if self.alpha == 0:
-            return ce
         return (1 - self.alpha) * ce + self.distill_only(logits, teacher_logits)
 
     def distill_only(self, logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:

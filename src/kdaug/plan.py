@@ -448,6 +448,36 @@ def student_spec(
     }
 
 
+def distills(method: Mapping[str, Any]) -> bool:
+    """Whether a KD method reads the teacher (a KD weight ``alpha`` of 0 is plain CE)."""
+    return method["loss"] != "ce" and float(method.get("alpha", 1.0)) != 0.0
+
+
+def student_inputs(
+    config: Mapping[str, Any], dataset: str, seed: int | str, tarch: str, taug: str, kd: str,
+    saug: str,
+) -> dict[str, str]:  # fmt: skip
+    """The distill_student rule's inputs: the splits, and what the student reads of its
+    teacher: nothing (CE only), the teacher's cached logits on the train split (a student
+    without augmentation sees exactly those rows; ``runtime.teacher_logit_cache``), or the
+    teacher model (run on every augmented batch)."""
+    inputs = {
+        "train": TRAIN_SPLIT.format(dataset=dataset),
+        "val": VAL_SPLIT.format(dataset=dataset),
+    }
+    aug = _augmentation(config, saug)
+    appended = bool(aug.get("append"))
+    if not distills(config["kd_methods"][kd]) and not appended:
+        return inputs
+    teacher = Cell(dataset, int(seed), tarch, taug)
+    plain = not aug.get("steps") and not appended
+    if plain and config["runtime"].get("teacher_logit_cache", True):
+        inputs["teacher_logits"] = teacher.eval_file("last", "train", "npz")
+    else:
+        inputs["teacher"] = teacher.model_file
+    return inputs
+
+
 def experiment_outputs(config: Mapping[str, Any], experiment: str) -> list[str]:
     """The tables and figures of one experiment (see :mod:`kdaug.render`)."""
     from kdaug.render import report_files

@@ -18,7 +18,15 @@ import torch
 
 from kdaug.augment import augmentation_from_spec
 from kdaug.data.canonical import load_split
-from kdaug.engine import DeviceData, Recipe, TrainState, cpu_state, evaluate, fit
+from kdaug.engine import (
+    DeviceData,
+    Recipe,
+    TeacherLogits,
+    TrainState,
+    cpu_state,
+    evaluate,
+    fit,
+)
 from kdaug.io import atomic_path
 from kdaug.losses import build_loss
 from kdaug.models import Classifier, build_model
@@ -85,6 +93,14 @@ def frozen_teacher(path: str | os.PathLike[str], device: torch.device) -> Classi
     return teacher
 
 
+def cached_teacher(path: str | os.PathLike[str], train: DeviceData) -> TeacherLogits:
+    """The teacher's logits on the train split, from its ``extract_outputs`` file."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as f:
+        return TeacherLogits.for_split(f["logits"], f["labels"], train)
+
+
 def train_cell(
     spec: Mapping[str, Any],
     *,
@@ -92,9 +108,14 @@ def train_cell(
     val_path: str,
     output: str,
     teacher_path: str | None = None,
+    teacher_logits_path: str | None = None,
     threads: int | None = None,
 ) -> TrainState:
     """Train the cell described by ``spec`` and atomically write ``output``.
+
+    A student reads its teacher from ``teacher_path`` (the model, run on every batch) or,
+    when trained without augmentation, ``teacher_logits_path`` (the teacher's outputs on
+    the train split, looked up by row); a CE-only student (KD weight 0) needs neither.
 
     The checkpoint lives beside the output (``<output>.ckpt``), which Snakemake does not
     know about, so a killed job's checkpoint survives Snakemake's cleanup of incomplete
@@ -110,8 +131,12 @@ def train_cell(
     model = build_cell_model(spec["arch"], train_split.num_classes, train_split.images.shape[1:])
     model = model.to(device)
     augmentation = augmentation_from_spec(spec["augmentation"])
-    loss_fn = build_loss(spec["kd"] if teacher_path else {"loss": "ce"})
-    teacher = frozen_teacher(teacher_path, device) if teacher_path else None
+    loss_fn = build_loss(spec["kd"] if spec["role"] == "student" else {"loss": "ce"})
+    teacher = None
+    if teacher_path:
+        teacher = frozen_teacher(teacher_path, device)
+    elif teacher_logits_path:
+        teacher = cached_teacher(teacher_logits_path, train)
 
     checkpoint = Path(str(output) + ".ckpt")
     state = fit(
@@ -146,7 +171,7 @@ def train_cell(
                 "train": {"path": str(train_path), "sha256": file_sha256(train_path)},
                 "val": {"path": str(val_path), "sha256": file_sha256(val_path)},
             },
-            "teacher": None if teacher_path is None else str(teacher_path),
+            "teacher": teacher_path or teacher_logits_path,
         },
     }
     with atomic_path(output) as tmp:

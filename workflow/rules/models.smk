@@ -27,9 +27,11 @@ rule train_teacher:
 
 rule distill_student:
     input:
-        train=plan.TRAIN_SPLIT,
-        val=plan.VAL_SPLIT,
-        teacher=plan.TEACHER_MODEL,
+        unpack(
+            lambda w: plan.student_inputs(
+                config, w.dataset, w.seed, w.tarch, w.taug, w.kd, w.saug
+            )
+        ),
     output:
         plan.STUDENT_MODEL,
     log:

@@ -11,5 +11,6 @@ with job_log(sm.log[0]):
         val_path=sm.input.val,
         output=sm.output[0],
         teacher_path=sm.input.get("teacher"),
+        teacher_logits_path=sm.input.get("teacher_logits"),
         threads=sm.threads,
     )
