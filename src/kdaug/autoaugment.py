@@ -42,9 +42,6 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
-import torchvision.transforms.v2.functional as TF2
-from torchvision.transforms import InterpolationMode
 
 from kdaug.augment import OPS, Batch, Op
 
@@ -175,6 +172,12 @@ def actions(policy: str, size: tuple[int, int]) -> tuple[Action, ...]:
 
 def apply_action(img: torch.Tensor, op: str, magnitude: float) -> torch.Tensor:
     """One torchvision op on a uint8 batch ``(N, C, H, W)``, called as ``_apply_op`` does."""
+    # Imported here: torchvision takes seconds to import, and every training and
+    # extraction job imports this module (the registry), most never running AutoAugment.
+    import torchvision.transforms.functional as TF
+    import torchvision.transforms.v2.functional as TF2
+    from torchvision.transforms import InterpolationMode
+
     nearest = InterpolationMode.NEAREST
     if op in ("ShearX", "ShearY"):
         shear = math.degrees(math.atan(magnitude))
