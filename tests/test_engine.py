@@ -120,3 +120,74 @@ def test_batches_cover_the_epoch_and_drop_a_single_leftover() -> None:
 def test_recipe_rejects_unknown_keys() -> None:
     with pytest.raises(ValueError, match="unknown recipe keys \\['epoch'\\]"):
         Recipe.from_config({"epoch": 3, "batch_size": 2, "lr": 0.1})
+
+
+def _train_with(speed, epochs: int = 2, dropout: bool = True):
+    from kdaug.engine import Speed
+
+    torch.manual_seed(0)
+    model = Tiny()
+    if not dropout:
+        model.net[5] = nn.Identity()
+    fit(
+        model, toy_data(), None, recipe=Recipe(epochs=epochs, batch_size=16, lr=0.1),
+        augmentation=AUG, loss_fn=CrossEntropy(), seed=0, log=lambda s: None,
+        speed=Speed(*speed) if speed else None,
+    )  # fmt: skip
+    return model.state_dict()
+
+
+def test_speed_auto_is_plain_float32_on_the_cpu() -> None:
+    from kdaug.engine import Speed
+
+    assert Speed().resolve(torch.device("cpu")) == Speed("fp32", "off", "off")
+    assert Speed.from_config({"precision": "bf16", "threads": 2}).precision == "bf16"
+    default, auto = _train_with(None), _train_with(("auto", "auto", "off"))
+    for k, v in default.items():
+        assert torch.equal(auto[k], v), k
+
+
+def test_channels_last_and_bf16_change_rounding_not_the_computation() -> None:
+    reference = _train_with(("fp32", "off", "off"))
+    for speed, tol in ((("fp32", "on", "off"), 1e-4), (("bf16", "off", "off"), 0.1)):
+        other = _train_with(speed)
+        for k, v in reference.items():
+            if v.is_floating_point():
+                torch.testing.assert_close(other[k], v, rtol=tol, atol=tol, msg=f"{speed} {k}")
+        if speed[0] == "bf16":  # autocast really ran: the rounding differs somewhere
+            assert any(not torch.equal(other[k], v) for k, v in reference.items())
+
+
+def test_compiled_training_step_matches_eager() -> None:
+    # without dropout: compiled code draws its masks from another RNG stream
+    reference = _train_with(("fp32", "off", "off"), epochs=1, dropout=False)
+    compiled = _train_with(("fp32", "off", "default"), epochs=1, dropout=False)
+    for k, v in reference.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(compiled[k], v, rtol=1e-4, atol=1e-4, msg=k)
+
+
+def test_divergence_stops_training_with_a_clear_error() -> None:
+    torch.manual_seed(0)
+    with pytest.raises(FloatingPointError, match=r"diverged in epoch \d.*grad_clip"):
+        fit(
+            Tiny(), toy_data(), None, recipe=Recipe(epochs=2, batch_size=16, lr=1e6),
+            augmentation=AUG, loss_fn=CrossEntropy(), seed=0, log=lambda s: None,
+        )  # fmt: skip
+
+
+def test_gradient_clipping_bounds_each_step() -> None:
+    # one step of plain SGD (no momentum, no decay) moves the weights by lr * clipped grad
+    data = toy_data()
+    recipe = Recipe(epochs=1, batch_size=60, lr=1.0, momentum=0.0, weight_decay=0.0,
+                    grad_clip=1e-3)  # fmt: skip
+    torch.manual_seed(0)
+    model = Tiny()
+    model.net[5] = nn.Identity()
+    before = [p.detach().clone() for p in model.parameters()]
+    fit(model, data, None, recipe=recipe, augmentation=build_augmentation("none", []),
+        loss_fn=CrossEntropy(), seed=0, log=lambda s: None)  # fmt: skip
+    step = torch.cat(
+        [(p.detach() - b).flatten() for p, b in zip(model.parameters(), before, strict=True)]
+    )
+    assert step.norm().item() == pytest.approx(1e-3, rel=1e-3)

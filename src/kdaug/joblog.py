@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -26,3 +28,14 @@ def job_log(path: str | os.PathLike[str] | None) -> Iterator[None]:
         except BaseException:
             traceback.print_exc()
             raise
+
+
+@contextlib.contextmanager
+def device_job(path: str | os.PathLike[str] | None, runtime: Mapping[str, Any]) -> Iterator[None]:
+    """:func:`job_log`, and a GPU slot for this job (:func:`kdaug.devices.claim_gpu`,
+    ``runtime.gpu_slots`` jobs per GPU) taken before anything starts CUDA."""
+    from kdaug.devices import claim_gpu
+
+    with job_log(path):
+        claim_gpu(int(runtime.get("gpu_slots", 1)), log=lambda s: print(s, file=sys.stderr))
+        yield

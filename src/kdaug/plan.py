@@ -448,6 +448,14 @@ def student_spec(
     }
 
 
+SPEED_SETTINGS = ("precision", "channels_last", "compile")
+
+
+def speed_settings(config: Mapping[str, Any]) -> dict[str, str]:
+    """The ``runtime`` settings that change how training runs on the device."""
+    return {k: str(config["runtime"][k]) for k in SPEED_SETTINGS if k in config["runtime"]}
+
+
 def distills(method: Mapping[str, Any]) -> bool:
     """Whether a KD method reads the teacher (a KD weight ``alpha`` of 0 is plain CE)."""
     return method["loss"] != "ce" and float(method.get("alpha", 1.0)) != 0.0

@@ -21,6 +21,7 @@ from kdaug.data.canonical import load_split
 from kdaug.engine import (
     DeviceData,
     Recipe,
+    Speed,
     TeacherLogits,
     TrainState,
     cpu_state,
@@ -110,12 +111,15 @@ def train_cell(
     teacher_path: str | None = None,
     teacher_logits_path: str | None = None,
     threads: int | None = None,
+    speed: Mapping[str, Any] | None = None,
 ) -> TrainState:
     """Train the cell described by ``spec`` and atomically write ``output``.
 
     A student reads its teacher from ``teacher_path`` (the model, run on every batch) or,
     when trained without augmentation, ``teacher_logits_path`` (the teacher's outputs on
     the train split, looked up by row); a CE-only student (KD weight 0) needs neither.
+    ``speed`` holds the ``runtime`` settings of :class:`kdaug.engine.Speed`; a checkpoint
+    made under other settings is not resumed (they change the rounding).
 
     The checkpoint lives beside the output (``<output>.ckpt``), which Snakemake does not
     know about, so a killed job's checkpoint survives Snakemake's cleanup of incomplete
@@ -149,7 +153,8 @@ def train_cell(
         seed=seed,
         teacher=teacher,
         checkpoint=checkpoint,
-        fingerprint=fingerprint(spec),
+        fingerprint=fingerprint({**spec, "speed": dict(speed or {})}),
+        speed=Speed.from_config(speed or {}),
     )
     payload = {
         "format": MODEL_FILE_FORMAT,

@@ -3,6 +3,9 @@
 # param, and so is a hash of the library code that trains it: changing either reruns it.
 
 TRAIN_CODE = script_code("train")
+# How steps run on the device (precision, layout, compile): a param, so changing it
+# reruns training (it changes the rounding); GPU slots and threads do not.
+SPEED = plan.speed_settings(config)
 
 
 rule train_teacher:
@@ -21,6 +24,7 @@ rule train_teacher:
     params:
         spec=lambda w: plan.teacher_spec(config, w.dataset, w.seed, w.tarch, w.taug),
         code=TRAIN_CODE,
+        speed=SPEED,
     script:
         "../scripts/train.py"
 
@@ -46,5 +50,6 @@ rule distill_student:
             config, w.dataset, w.seed, w.tarch, w.taug, w.kd, w.sarch, w.saug
         ),
         code=TRAIN_CODE,
+        speed=SPEED,
     script:
         "../scripts/train.py"

@@ -1,10 +1,10 @@
 """Rule attack_model: FGSM / I-FGSM accuracy of one (model, selection, split)."""
 
-from kdaug.joblog import job_log
+from kdaug.joblog import device_job
 from kdaug.robustness import attack_file
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-with job_log(sm.log[0]):
+with device_job(sm.log[0], sm.config["runtime"]):
     attack_file(
         sm.input.model,
         sm.input.split,

@@ -1,10 +1,10 @@
 """Rule extract_outputs: logits (+ embeddings) of one model on one split."""
 
 from kdaug.extract import extract_outputs
-from kdaug.joblog import job_log
+from kdaug.joblog import device_job
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-with job_log(sm.log[0]):
+with device_job(sm.log[0], sm.config["runtime"]):
     extract_outputs(
         sm.input.model,
         sm.input.split,

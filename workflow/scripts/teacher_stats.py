@@ -1,10 +1,10 @@
 """Rule teacher_stats: Wang et al.'s T. stddev, v-bar and r-bar of one student cell."""
 
-from kdaug.joblog import job_log
+from kdaug.joblog import device_job
 from kdaug.teacher_stats import cell_teacher_stats
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-with job_log(sm.log[0]):
+with device_job(sm.log[0], sm.config["runtime"]):
     cell_teacher_stats(
         sm.params.spec,
         cell=sm.params.cell,

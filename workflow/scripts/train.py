@@ -1,10 +1,10 @@
 """Rules train_teacher and distill_student: train one cell and write its model file."""
 
-from kdaug.joblog import job_log
+from kdaug.joblog import device_job
 from kdaug.training import train_cell
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-with job_log(sm.log[0]):
+with device_job(sm.log[0], sm.config["runtime"]):
     train_cell(
         sm.params.spec,
         train_path=sm.input.train,
@@ -13,4 +13,5 @@ with job_log(sm.log[0]):
         teacher_path=sm.input.get("teacher"),
         teacher_logits_path=sm.input.get("teacher_logits"),
         threads=sm.threads,
+        speed=sm.params.speed,
     )
