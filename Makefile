@@ -11,7 +11,7 @@ SNAKEMAKE := $(BIN)/snakemake
 # the core count there.
 GPUS ?= $(shell n=$$(nvidia-smi -L 2>/dev/null | wc -l); [ "$$n" -gt 0 ] && echo $$n || echo $(CORES))
 
-.PHONY: setup demo fashion test lint format dryrun clean-demo
+.PHONY: setup demo fashion test lint format dryrun clean-demo bench bench-quick
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,17 +34,24 @@ test: setup
 	@rc=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
 
+# Throughput against a DataLoader/PIL baseline and the compute ceiling (prints figures).
+bench: setup
+	$(BIN)/python bench/train_throughput.py $(BENCH_ARGS)
+
+bench-quick: setup
+	$(BIN)/python bench/train_throughput.py --quick
+
 dryrun: setup
 	$(SNAKEMAKE) -n --cores 4 --resources gpu=1
 
 lint: setup
-	$(BIN)/ruff check src tests workflow/scripts
-	$(BIN)/ruff format --check src tests workflow/scripts
+	$(BIN)/ruff check src tests workflow/scripts bench
+	$(BIN)/ruff format --check src tests workflow/scripts bench
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(SNAKEMAKE) --lint
 
 format: setup
-	$(BIN)/ruff format src tests workflow/scripts
+	$(BIN)/ruff format src tests workflow/scripts bench
 	$(BIN)/snakefmt Snakefile workflow/rules
 
 clean-demo:

@@ -1,0 +1,436 @@
+"""Training throughput of the pipeline against a plain DataLoader/PIL baseline and the
+pure-compute ceiling, per model of the grid, and the grid's projected wall time.
+
+Not a test: it prints figures. For each architecture the configured experiments train, at
+its dataset's configured batch size, in one run:
+
+- ours:     the pipeline's engine (uint8 data resident on the device, crop + flip on
+            whole batches on the device, ``runtime`` precision / layout / compile);
+- baseline: a torchvision ``DataLoader`` over PIL images with ``RandomCrop`` +
+            ``RandomHorizontalFlip`` + ``ToTensor`` + ``Normalize`` workers, float32,
+            the same model, loss and optimizer;
+- ceiling:  forward + backward + SGD step on one synthetic batch already on the device
+            (same precision / layout / compile as ours): no data pipeline at all.
+
+Then a student distilled with an online teacher against the same student reading cached
+teacher logits, and the projected wall time of every training cell of the configured
+experiments (epochs x train images / measured img/s; extraction, metrics and rendering
+are not counted). Run on a GPU for real figures; ``--quick`` runs tiny sizes on the CPU
+so that CI exercises the script.
+
+    .venv/bin/python bench/train_throughput.py                 # default config, all models
+    .venv/bin/python bench/train_throughput.py --quick         # CPU smoke run (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+
+from kdaug import plan
+from kdaug.augment import build_augmentation
+from kdaug.data.canonical import Split
+from kdaug.engine import DeviceData, Speed, TeacherLogits, train_one_epoch
+from kdaug.losses import CrossEntropy, HintonKD
+from kdaug.training import build_cell_model
+
+# Official training-set sizes and image shapes (the canonical files need not exist here);
+# the pipeline's train split is the official one minus the config's validation holdout.
+OFFICIAL = {
+    "cifar10": (50000, (3, 32, 32)),
+    "cifar100": (50000, (3, 32, 32)),
+    "mnist": (60000, (1, 32, 32)),
+    "fashion_mnist": (60000, (1, 32, 32)),
+    "tiny_imagenet": (100000, (3, 64, 64)),
+    "digits": (1797, (1, 32, 32)),
+}
+CLASSES = {"cifar100": 100, "tiny_imagenet": 200}
+
+
+def load_config(files: list[str]) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    for name in files:
+        merge(config, yaml.safe_load(Path(name).read_text()))
+    return config
+
+
+def merge(base: dict, layer: Mapping) -> None:
+    for key, value in layer.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def train_size(config: Mapping[str, Any], dataset: str) -> tuple[int, tuple[int, int, int]]:
+    ds = config["datasets"][dataset]
+    official, shape = OFFICIAL[ds["builder"] if ds["builder"] in OFFICIAL else dataset]
+    held = int(ds.get("val_size", 0)) + int(ds.get("test_size", 0))
+    return official - held, shape
+
+
+def synthetic(n: int, shape: tuple[int, int, int], classes: int, device) -> DeviceData:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
+    labels = (np.arange(n) % classes).astype(np.int64)
+    split = Split(images, labels, tuple(str(c) for c in range(classes)))
+    return DeviceData.from_split(split, [0.5] * shape[0], [0.25] * shape[0], device)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(run: Callable[[], int], device: torch.device, repeats: int = 2) -> float:
+    """img/s of ``run`` (returns images done); the first call warms up (and compiles)."""
+    run()
+    best = math.inf
+    for _ in range(repeats):
+        sync(device)
+        tic = time.perf_counter()
+        images = run()
+        sync(device)
+        best = min(best, (time.perf_counter() - tic) / images)
+    return 1.0 / best
+
+
+def new_model(arch: Mapping[str, Any], classes: int, shape, device) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_cell_model(arch, classes, shape).to(device)
+
+
+def sgd(model: torch.nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+
+def ours(arch, batch, steps, shape, classes, device, speed, teacher=None, loss=None) -> float:
+    data = synthetic(batch * steps, shape, classes, device)
+    model = new_model(arch, classes, shape, device)
+    forward = speed.prepare(model)
+    optimizer = sgd(model)
+    aug = build_augmentation("crop_flip", [{"op": "crop", "padding": 4}, {"op": "flip"}])
+    if isinstance(teacher, TeacherLogits):
+        aug = build_augmentation("none", [])  # cached logits: unaugmented students only
+    rng = np.random.default_rng(0)
+
+    def run() -> int:
+        train_one_epoch(
+            model,
+            optimizer,
+            data,
+            aug,
+            loss or CrossEntropy(),
+            teacher,
+            rng,
+            batch,
+            speed=speed,
+            forward=forward,
+        )
+        return batch * steps
+
+    return timed(run, device)
+
+
+def baseline(arch, batch, steps, shape, classes, device, workers: int) -> float:
+    from PIL import Image
+    from torch.utils.data import DataLoader, Dataset
+    from torchvision import transforms
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (batch * steps, shape[1], shape[2], shape[0]), dtype=np.uint8)
+    mode = "L" if shape[0] == 1 else "RGB"
+    transform = transforms.Compose(
+        [
+            transforms.RandomCrop(shape[1], padding=4),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize([0.5] * shape[0], [0.25] * shape[0]),
+        ]
+    )
+
+    class PilImages(Dataset):
+        def __len__(self) -> int:
+            return len(images)
+
+        def __getitem__(self, i: int):
+            img = Image.fromarray(images[i].squeeze(-1) if mode == "L" else images[i], mode)
+            return transform(img), i % classes
+
+    loader = DataLoader(
+        PilImages(),
+        batch_size=batch,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+    )
+    model = new_model(arch, classes, shape, device)
+    optimizer = sgd(model)
+
+    def run() -> int:
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return batch * steps
+
+    return timed(run, device)
+
+
+def ceiling(arch, batch, steps, shape, classes, device, speed) -> float:
+    model = new_model(arch, classes, shape, device)
+    forward = speed.prepare(model)
+    optimizer = sgd(model)
+    x = torch.randn(batch, *shape, device=device)
+    if speed.channels_last == "on":
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.arange(batch, device=device) % classes
+
+    def run() -> int:
+        for _ in range(steps):
+            with speed.autocast(device):
+                loss = F.cross_entropy(forward(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return batch * steps
+
+    return timed(run, device)
+
+
+def forward_rate(arch, batch, steps, shape, classes, device, speed) -> float:
+    """Eval-mode forward img/s: what an online teacher costs a student per image."""
+    model = new_model(arch, classes, shape, device).eval()
+    speed.lay_out(model)
+    x = torch.randn(batch, *shape, device=device)
+
+    @torch.no_grad()
+    def run() -> int:
+        for _ in range(steps):
+            with speed.autocast(device):
+                model(x)
+        return batch * steps
+
+    return timed(run, device)
+
+
+def grid_workloads(config: Mapping[str, Any]) -> tuple[list[dict], set[tuple[str, str, str]]]:
+    """Training cells of every configured experiment (each once) and the (dataset, arch,
+    role) triples whose rates the projection needs."""
+    cells, seen, needed = [], set(), set()
+    for experiment in config["run"]:
+        for cell in plan.experiment_cells(config, experiment):
+            if cell in seen:
+                continue
+            seen.add(cell)
+            ds = config["datasets"][cell.dataset]
+            if cell.role == "teacher":
+                recipe, arch = ds["training"]["teacher"], cell.teacher_arch
+                mode = "teacher"
+            else:
+                method = config["kd_methods"][cell.kd]
+                recipe = plan.scaled_recipe(
+                    ds["training"]["student"], method.get("epochs_factor", 1)
+                )
+                arch = cell.student_arch
+                inputs = plan.student_inputs(
+                    config,
+                    cell.dataset,
+                    cell.seed,
+                    cell.teacher_arch,
+                    cell.teacher_aug,
+                    cell.kd,
+                    cell.student_aug,
+                )
+                appended = plan.is_appended(config, cell.student_aug)
+                # online: runs the teacher every step; cached: reads its logits; alone: CE
+                mode = "online" if "teacher" in inputs else "alone"
+                mode = "cached" if "teacher_logits" in inputs else mode
+                mode = "appended" if appended else mode
+            cells.append(
+                {
+                    "experiment": experiment,
+                    "dataset": cell.dataset,
+                    "arch": arch,
+                    "teacher": cell.teacher_arch,
+                    "mode": mode,
+                    "epochs": recipe["epochs"],
+                    "batch": recipe["batch_size"],
+                }
+            )
+            needed.add((cell.dataset, arch, "train"))
+            if mode in ("online", "appended"):
+                needed.add((cell.dataset, cell.teacher_arch, "forward"))
+    return cells, needed
+
+
+def projected_seconds(cell: Mapping[str, Any], rates: Mapping, config) -> float:
+    n, _ = train_size(config, cell["dataset"])
+    per_image = 1.0 / rates[(cell["dataset"], cell["arch"], "train")]
+    if cell["mode"] in ("online", "appended"):
+        per_image += 1.0 / rates[(cell["dataset"], cell["teacher"], "forward")]
+    if cell["mode"] == "appended":  # x and x' each pass through student and teacher
+        per_image *= 2
+    return cell["epochs"] * n * per_image
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", nargs="+", default=["config/config.yaml"])
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--steps", type=int, default=None, help="batches per measurement")
+    parser.add_argument("--workers", type=int, default=4, help="baseline DataLoader workers")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="CPU smoke run: few steps, batch <= 32, the grid's small models",
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    plan.check_config(config)
+    cuda = torch.cuda.is_available() and args.device != "cpu"
+    device = torch.device("cuda" if cuda else "cpu")
+    if not cuda:
+        torch.set_num_threads(int(config["runtime"].get("threads", 1)))
+    speed = Speed.from_config(config["runtime"]).resolve(device)
+    steps = args.steps or (3 if args.quick else 50)
+    workers = 0 if args.quick else args.workers
+    print(
+        f"# device {device} ({torch.cuda.get_device_name(device) if cuda else 'CPU'}), "
+        f"precision {speed.precision}, channels_last {speed.channels_last}, "
+        f"compile {speed.compile}, {steps} batches per figure",
+        flush=True,
+    )
+
+    cells, needed = grid_workloads(config)
+    models = sorted({(d, a) for d, a, kind in needed if kind == "train"})
+    if args.quick:  # the CPU smoke run: models small enough to time in seconds
+        models = [
+            m
+            for m in models
+            if config["architectures"][m[1]]["model"] in {"lenet", "resnet8", "resnet20"}
+        ][:2] or models[:1]
+    rates: dict[tuple[str, str, str], float] = {}
+    rows = []
+    print(
+        "\n| dataset | model | batch | ours img/s | baseline img/s | ceiling img/s | "
+        "ours/baseline | ours/ceiling |\n|---|---|---|---|---|---|---|---|"
+    )
+    for dataset, name in models:
+        arch = config["architectures"][name]
+        _, shape = train_size(config, dataset)
+        classes = CLASSES.get(config["datasets"][dataset]["builder"], 10)
+        batch = int(config["datasets"][dataset]["training"]["teacher"]["batch_size"])
+        batch = min(batch, 32) if args.quick else batch
+        common = (arch, batch, steps, shape, classes, device)
+        r = {
+            "ours": ours(*common, speed),
+            "baseline": baseline(*common, workers),
+            "ceiling": ceiling(*common, speed),
+        }
+        rates[(dataset, name, "train")] = r["ours"]
+        rates[(dataset, name, "forward")] = forward_rate(*common, speed)
+        rows.append({"dataset": dataset, "model": name, "batch": batch, **r})
+        print(
+            f"| {dataset} | {name} | {batch} | {r['ours']:.0f} | {r['baseline']:.0f} | "
+            f"{r['ceiling']:.0f} | {r['ours'] / r['baseline']:.2f} | "
+            f"{r['ours'] / r['ceiling']:.2f} |",
+            flush=True,
+        )
+
+    # Cached teacher logits vs an online teacher, for the first (teacher, student) pair
+    # of the grid whose student trains without augmentation.
+    pair = next(
+        (
+            (c["dataset"], c["teacher"], c["arch"])
+            for c in sorted(cells, key=lambda c: c["mode"] != "cached")  # cached cells first
+            if c["mode"] != "teacher"
+            and (c["dataset"], c["arch"]) in models
+            and (c["dataset"], c["teacher"]) in models
+        ),
+        None,
+    )
+    cache_result = None
+    if pair:
+        dataset, tname, sname = pair
+        _, shape = train_size(config, dataset)
+        classes = CLASSES.get(config["datasets"][dataset]["builder"], 10)
+        batch = int(config["datasets"][dataset]["training"]["student"]["batch_size"])
+        batch = min(batch, 32) if args.quick else batch
+        data = synthetic(batch * steps, shape, classes, device)
+        teacher = new_model(config["architectures"][tname], classes, shape, device).eval()
+        speed.lay_out(teacher)
+        with torch.no_grad():
+            logits = torch.cat(
+                [
+                    teacher(
+                        data.normalized(torch.arange(i, min(i + 256, len(data)), device=device))
+                    ).float()
+                    for i in range(0, len(data), 256)
+                ]
+            )
+        cache = TeacherLogits.for_split(logits.cpu().numpy(), data.labels.cpu().numpy(), data)
+        sarch = config["architectures"][sname]
+        common = (sarch, batch, steps, shape, classes, device, speed)
+        online = ours(*common, teacher=teacher, loss=HintonKD(4.0, 0.9))
+        cached = ours(*common, teacher=cache, loss=HintonKD(4.0, 0.9))
+        cache_result = {"pair": f"{tname} -> {sname}", "online": online, "cached": cached}
+        print(
+            f"\nStudent {sname} of teacher {tname} ({dataset}, batch {batch}): online teacher "
+            f"{online:.0f} img/s, cached teacher logits {cached:.0f} img/s: "
+            f"{cached / online:.2f}x",
+            flush=True,
+        )
+
+    if args.quick:
+        cells = [
+            c
+            for c in cells
+            if (c["dataset"], c["arch"], "train") in rates
+            and (c["mode"] == "teacher" or (c["dataset"], c["teacher"], "forward") in rates)
+        ]
+    totals: dict[str, float] = defaultdict(float)
+    for cell in cells:
+        totals[cell["experiment"]] += projected_seconds(cell, rates, config)
+    print("\n| experiment | training cells | projected training time |\n|---|---|---|")
+    for experiment, seconds in totals.items():
+        count = sum(c["experiment"] == experiment for c in cells)
+        print(f"| {experiment} | {count} | {seconds / 60:.1f} min |")
+    total = sum(totals.values())
+    print(f"| **all** | {len(cells)} | **{total / 3600:.2f} h** |")
+    if args.quick:
+        print("(--quick: only the cells of the timed models, at CPU speed)")
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "device": str(device),
+                    "speed": speed.__dict__,
+                    "models": rows,
+                    "cache": cache_result,
+                    "projected_seconds": totals,
+                },
+                indent=1,
+            )
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
