@@ -12,6 +12,7 @@ configfile: "config/config.yaml"
 
 validate(config, "config/schema.yaml")
 plan.check_config(config)
+plan.apply_narrowing(config)
 
 
 wildcard_constraints:
@@ -27,6 +28,18 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+
+
+# Quick jobs run where Snakemake runs, not through the cluster's queue: downloads (compute
+# nodes often have no internet), metrics on stored outputs, collection and rendering.
+localrules:
+    all,
+    download_archive,
+    compute_metrics,
+    collect_metrics,
+    render_table,
+    render_figure,
+    render_claims,
 
 
 rule all:

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from kdaug.data.datasets import BUILDERS
+from kdaug.results import SAME_AS_TEACHER
 
 NAME = r"[A-Za-z0-9_]+"
 WILDCARDS = {
@@ -162,6 +163,58 @@ def check_config(config: Mapping[str, Any]) -> None:
         _check_appended(config, exp, where)
 
 
+NARROW_KEYS = ("seeds", "teachers", "students", "teacher_augmentations", "student_augmentations")
+
+
+def apply_narrowing(config: dict[str, Any]) -> None:
+    """Narrow every experiment of ``run`` to the ``narrow`` lists, in place: seeds, teacher
+    and student archs, teacher and student augmentations (a key left out narrows nothing).
+
+    The command line's way to build a slice without editing the config, e.g.
+    ``--config 'narrow={seeds: [0], teachers: [resnet18], students: [lenet]}'``; its
+    values arrive as strings, so seeds are compared as text. An experiment left with no
+    seed, teacher or student is an error naming it.
+    """
+    narrow = config.get("narrow") or {}
+    unknown = set(narrow) - set(NARROW_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"narrow: unknown keys {sorted(unknown)} (known: {', '.join(NARROW_KEYS)})"
+        )
+    if not narrow:
+        return
+    keep = {k: {str(v) for v in narrow[k]} for k in NARROW_KEYS if narrow.get(k) is not None}
+
+    def kept(values: list, key: str) -> list:
+        return [v for v in values if key not in keep or str(v) in keep[key]]
+
+    for name in config["run"]:
+        exp = config["experiments"][name]
+        exp["seeds"] = kept(exp["seeds"], "seeds")
+        exp["teachers"]["archs"] = kept(exp["teachers"]["archs"], "teachers")
+        exp["teachers"]["augmentations"] = kept(
+            exp["teachers"]["augmentations"], "teacher_augmentations"
+        )
+        students = exp["students"]
+        if isinstance(students["archs"], Mapping):
+            students["archs"] = {t: kept(s, "students") for t, s in students["archs"].items()}
+        else:
+            students["archs"] = kept(students["archs"], "students")
+        if students["augmentations"] != SAME_AS_TEACHER:
+            students["augmentations"] = kept(students["augmentations"], "student_augmentations")
+        if "variants" in students:
+            students["variants"] = [
+                v
+                for v in students["variants"]
+                if kept([v["augmentation"]], "student_augmentations")
+            ]
+        empty = [k for k, v in (("seeds", exp["seeds"]), ("teachers", exp["teachers"]["archs"]),
+                                ("teacher augmentations", exp["teachers"]["augmentations"]))
+                 if not v]  # fmt: skip
+        if empty:
+            raise ConfigError(f"narrow: leaves experiment {name!r} without {', '.join(empty)}")
+
+
 def _check_student_archs(config: Mapping[str, Any], exp: Mapping[str, Any], where: str) -> None:
     archs = exp["students"]["archs"]
     if isinstance(archs, Mapping):
@@ -218,12 +271,9 @@ def _check_report(exp: Mapping[str, Any], where: str) -> None:
         )
 
 
-SAME_AS_TEACHER = "same_as_teacher"
-"""``students.augmentations: same_as_teacher`` pairs each student with its teacher's
-augmentation (Das et al.'s Table 8 ablation) instead of crossing the two lists."""
-
-
 def student_augmentations(exp: Mapping[str, Any], teacher_aug: str) -> list[str]:
+    """``students.augmentations: same_as_teacher`` pairs each student with its teacher's
+    augmentation (Das et al.'s Table 8 ablation) instead of crossing the two lists."""
     augs = exp["students"]["augmentations"]
     return [teacher_aug] if augs == SAME_AS_TEACHER else list(augs)
 

@@ -20,7 +20,10 @@ from typing import Any
 import numpy as np
 
 from kdaug.io import atomic_path
-from kdaug.plan import SAME_AS_TEACHER
+
+# The config keyword for students trained with their teacher's augmentation (defined here,
+# not in kdaug.plan, so that metric jobs do not import the planning and rendering code).
+SAME_AS_TEACHER = "same_as_teacher"
 
 LONG_COLUMNS = (
     "experiment", "dataset", "seed", "role", "teacher_arch", "teacher_aug", "kd",

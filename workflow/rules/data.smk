@@ -27,6 +27,8 @@ rule prepare_split:
         "logs/data/{dataset}/{split}.log",
     conda:
         CONDA_ENV
+    resources:
+        **CPU_JOB,
     params:
         dataset=lambda w: plan.dataset_params(config, w.dataset, w.split),
         code=script_code("prepare_split"),

@@ -13,7 +13,7 @@ rule extract_outputs:
         CONDA_ENV
     threads: config["runtime"]["threads"]
     resources:
-        gpu=1,
+        **GPU_EVAL_JOB,
     params:
         embeddings=lambda w: w.split in config["evaluation"]["embeddings_for"],
         code=script_code("extract_outputs"),
@@ -57,7 +57,7 @@ rule teacher_stats:
         CONDA_ENV
     threads: config["runtime"]["threads"]
     resources:
-        gpu=1,
+        **GPU_EVAL_JOB,
     params:
         spec=lambda w: plan.student_spec(
             config, w.dataset, w.seed, w.tarch, w.taug, w.kd, w.sarch, w.saug
@@ -84,7 +84,7 @@ rule attack_model:
         CONDA_ENV
     threads: config["runtime"]["threads"]
     resources:
-        gpu=1,
+        **GPU_EVAL_JOB,
     params:
         cell=lambda w: plan.cell_from_wildcards(w.dataset, w.seed, w.model).identity(),
         settings=config["evaluation"]["attacks"],

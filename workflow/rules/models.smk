@@ -20,7 +20,7 @@ rule train_teacher:
         CONDA_ENV
     threads: config["runtime"]["threads"]
     resources:
-        gpu=1,
+        **TRAIN_JOB,
     params:
         spec=lambda w: plan.teacher_spec(config, w.dataset, w.seed, w.tarch, w.taug),
         code=TRAIN_CODE,
@@ -44,7 +44,7 @@ rule distill_student:
         CONDA_ENV
     threads: config["runtime"]["threads"]
     resources:
-        gpu=1,
+        **TRAIN_JOB,
     params:
         spec=lambda w: plan.student_spec(
             config, w.dataset, w.seed, w.tarch, w.taug, w.kd, w.sarch, w.saug

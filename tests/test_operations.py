@@ -1,0 +1,156 @@
+"""The pipeline as researchers operate it: one cell forced, what a change reruns, slices
+from the command line, and a killed training job that resumes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from test_workflow import ROOT, SNAKEMAKE, job_counts, workdir
+
+pytestmark = pytest.mark.workflow
+
+SLICE = "run=[das2020_digits_augmented_students]"  # 1 teacher, 5 LeNet students
+DEMO = ("--configfile", "config/demo.yaml", "config/fast.yaml")
+STUDENT = "results/models/digits/seed0/resnet18-none/hinton_t20/lenet-{aug}"
+
+
+def run(wd: Path, *args: str, check: bool = True, **popen) -> subprocess.CompletedProcess[str]:
+    """Snakemake in ``wd``, importing the copy of kdaug under ``wd/src`` (edited by tests)."""
+    env = {**os.environ, "PYTHONPATH": str(wd / "src")}
+    proc = subprocess.run([SNAKEMAKE, *args], cwd=wd, env=env, capture_output=True, text=True,
+                          timeout=1800)  # fmt: skip
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def private_workdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    wd = workdir(path)
+    shutil.copytree(ROOT / "src/kdaug", wd / "src/kdaug",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    return wd
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    wd = private_workdir(tmp_path_factory.mktemp("ops"))
+    run(wd, "--cores", "2", "--resources", "gpu=2", *DEMO, "--config", SLICE)
+    return wd
+
+
+def planned(wd: Path, *args: str) -> dict[str, int]:
+    out = run(wd, "-n", "--cores", "2", *args).stdout
+    return {} if "Nothing to be done" in out else job_counts(out)
+
+
+def test_a_built_slice_has_nothing_left_to_do(built: Path) -> None:
+    assert planned(built, *DEMO, "--config", SLICE) == {}
+
+
+def test_changing_one_augmentation_reruns_only_its_cells(built: Path) -> None:
+    layer = built / "config/cutout8.yaml"
+    layer.write_text("augmentations:\n  cutout:\n    - {op: cutout, size: 8}\n")
+    counts = planned(built, *DEMO, "config/cutout8.yaml", "--config", SLICE)
+    # the cutout student, its two evaluations, the experiment's collection and renders
+    assert counts["distill_student"] == 1 and "train_teacher" not in counts
+    assert counts["extract_outputs"] == counts["compute_metrics"] == 2
+    out = run(built, "-n", "--cores", "2", *DEMO, "config/cutout8.yaml", "--config", SLICE).stdout
+    assert STUDENT.format(aug="cutout") + "/model.pt" in out
+    assert STUDENT.format(aug="mixup") + "/model.pt" not in out
+
+
+def test_forcing_one_rule_for_one_cell_targets_first(built: Path) -> None:
+    target = STUDENT.format(aug="cutmix") + "/eval/best_val/test_human.json"
+    counts = planned(built, target, "-R", "distill_student", *DEMO, "--config", SLICE)
+    assert counts["distill_student"] == 1 and "train_teacher" not in counts
+    assert counts["extract_outputs"] == counts["compute_metrics"] == 1
+
+
+def test_editing_library_code_reruns_the_rules_that_import_it(built: Path) -> None:
+    tables = built / "src/kdaug/tables.py"
+    original = tables.read_text()
+    tables.write_text(original + "\n# edited\n")
+    try:
+        counts = planned(built, *DEMO, "--config", SLICE)
+    finally:
+        tables.write_text(original)
+    # rendering imports kdaug.tables; training, extraction and metrics do not
+    assert counts.get("render_table", 0) >= 1
+    assert set(counts) <= {"render_table", "render_claims", "render_figure", "all", "total"}
+    engine = built / "src/kdaug/engine.py"
+    original = engine.read_text()
+    engine.write_text(original + "\n# edited\n")
+    try:
+        counts = planned(built, *DEMO, "--config", SLICE)
+    finally:
+        engine.write_text(original)
+    assert counts["train_teacher"] == 1 and counts["distill_student"] == 5
+
+
+def test_narrowing_from_the_command_line(tmp_path: Path) -> None:
+    wd = private_workdir(tmp_path)
+    narrow = "narrow={seeds: [0], teachers: [resnet18], students: [lenet], teacher_augmentations: [none, mixup]}"  # noqa: E501
+    counts = planned(wd, *DEMO, "--config", "run=[das2020_digits]", narrow)
+    assert counts["train_teacher"] == 2 and counts["distill_student"] == 2
+    bad = run(wd, "-n", *DEMO, "--config", "narrow={seeds: [7]}", check=False)
+    assert bad.returncode != 0 and "narrow: leaves experiment" in bad.stdout + bad.stderr
+
+
+TEACHER = "results/models/digits/seed0/resnet18-none/model.pt"
+# Long enough to be killed mid-run: 12 epochs, a checkpoint after each.
+LONG = "datasets:\n  digits:\n    training:\n      teacher: {epochs: 12, checkpoint_every: 1}\n"
+ARGS = (TEACHER, "--cores", "1", *DEMO, "config/long.yaml")
+
+
+def long_workdir(path: Path) -> Path:
+    wd = private_workdir(path)
+    (wd / "config/long.yaml").write_text(LONG)
+    return wd
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    wd = long_workdir(tmp_path_factory.mktemp("reference"))
+    run(wd, *ARGS)
+    return wd / TEACHER
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_a_killed_training_job_resumes_to_the_uninterrupted_weights(
+    tmp_path, sig, uninterrupted
+) -> None:
+    killed, args = long_workdir(tmp_path), ARGS
+
+    env = {**os.environ, "PYTHONPATH": str(killed / "src")}
+    proc = subprocess.Popen([SNAKEMAKE, *args], cwd=killed, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    checkpoint = killed / (TEACHER + ".ckpt")
+    deadline = time.monotonic() + 600
+    while not checkpoint.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert checkpoint.exists(), "training never wrote a checkpoint"
+    os.killpg(proc.pid, sig)  # Snakemake and its job, as a scheduler or a user would
+    proc.wait(120)
+    assert not (killed / TEACHER).exists()
+    assert checkpoint.exists()  # incomplete-output cleanup must leave it
+    run(killed, "--unlock", *args)  # a SIGKILLed Snakemake leaves its lock behind
+    run(killed, *args, "--rerun-incomplete")
+    log = (killed / "logs/models/digits/seed0/resnet18-none/train.log").read_text()
+    assert "resumed from" in log
+    assert not checkpoint.exists()  # removed once the model file is written
+    expected, got = _weights(uninterrupted), _weights(killed / TEACHER)
+    for k, v in expected.items():
+        torch.testing.assert_close(got[k], v, rtol=0, atol=0, msg=k)
