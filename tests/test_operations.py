@@ -154,3 +154,15 @@ def test_a_killed_training_job_resumes_to_the_uninterrupted_weights(
     expected, got = _weights(uninterrupted), _weights(killed / TEACHER)
     for k, v in expected.items():
         torch.testing.assert_close(got[k], v, rtol=0, atol=0, msg=k)
+
+
+def test_report_shows_every_table_and_figure_with_captions(built: Path) -> None:
+    for name in ("report.html", "report.zip"):
+        run(built, "--report", name, *DEMO, "--config", SLICE)
+        assert (built / name).stat().st_size > 0
+    html = (built / "report.html").read_text()
+    assert "Das et al. 2020: augmented teachers" in html  # the paper's category
+    assert "das2020_digits_augmented_students" in html  # the experiment's subcategory
+    assert "table7_augmented_students" in html and "claims" in html
+    assert "What we found" in html and "claim verdicts on our data" in html
+    assert "no published value to compare with" in html  # digits: not the paper's data

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.workflow
 
 def workdir(tmp_path: Path) -> Path:
     """A copy of the workflow files, so runs never touch the checkout's results/."""
-    for name in ("Snakefile", "config", "workflow", "envs"):
+    for name in ("Snakefile", "config", "workflow", "envs", "profiles"):
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, tmp_path / name)

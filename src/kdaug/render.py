@@ -117,6 +117,7 @@ class Report:
     tables: tuple[str, ...]
     figures: tuple[str, ...] = ()
     claims: bool = True
+    claim: str = ""  # what the paper claims, for the report's captions
     # "das": tables/figures by spec (kdaug.tables, kdaug.figures); "wang": kdaug.wang,
     # whose columns are teacher/student pairs rather than one teacher's models.
     renderer: str = "das"
@@ -303,3 +304,118 @@ def figure_inputs(
     if spec.reads == "metrics":
         return {"metrics": METRICS_CSV.format(experiment=experiment)}
     return {"outputs": list(figure_sources(exp, spec, selection).values())}
+
+
+# -- snakemake --report: categories and captions ----------------------------------------
+
+PAPER_TITLES = {
+    "das2020": "Das et al. 2020: augmented teachers",
+    "wang2022": "Wang et al. 2022: augmentation during KD",
+    "choi2023": "Choi et al. 2023: mixup and KD",
+}
+CLAIMS = {
+    "das2020": "A teacher trained with a mixed-sample augmentation (Mixup, CutMix) "
+    "distills a worse student than one trained without it, although it is as accurate "
+    "or better itself (Das et al. 2020, abstract and Tables 1-3).",
+    "das2020_mnist": "On MNIST too, AlexNet teachers trained with Mixup or CutMix make "
+    "worse LeNet students (Das et al. 2020, Table 3).",
+    "das2020_augmented_students": "Augmenting the student's own training does not undo "
+    "the effect of the teacher's augmentation (Das et al. 2020, Table 7).",
+    "das2020_same_augmentation": "Teacher and student sharing one augmentation "
+    "(Das et al. 2020, Table 8): no claim beyond the table.",
+    "wang2022_da": "A better augmentation for KD gives the teacher a lower T. stddev on "
+    "the augmented stream, and T. stddev correlates positively with the student's test "
+    "loss; CutMixPick lowers it further (Wang et al. 2022, Sec. 4, Tables 3-6, Fig. 4).",
+    "wang2022_accuracy": "CutMix and CutMixPick appended during KD raise the student's "
+    "accuracy, most with prolonged training (Wang et al. 2022, Tables 1-2).",
+    "wang2022_epochs": "With augmentation, KD keeps improving with longer training while "
+    "CE saturates (Wang et al. 2022, Fig. 2).",
+    "choi2023_scenarios": "A mixup-trained teacher makes a worse student (Mix-T&S below "
+    "T&S); mixup disperses the features of similar classes and smooths the outputs "
+    "(Choi et al. 2023, Figs. 1-4).",
+    "choi2023_temperature": "With a mixup-trained teacher a low temperature (T = 1) "
+    "distills better than T = 4 (Choi et al. 2023, Fig. 5).",
+    "choi2023_partial_mixup": "Mixing only part of each batch (PMU) matches or beats full "
+    "mixup (Choi et al. 2023, Table 4, Fig. 6).",
+    "choi2023_rescaled": "Rescaled-logit KD with partial mixup beats KD and the other "
+    "distillation methods (Choi et al. 2023, Table 1).",
+    "choi2023_robustness": "Rescaled-logit KD with PMU is more robust to FGSM and I-FGSM "
+    "than vanilla training and KD, with or without mixup (Choi et al. 2023, Table 3).",
+}
+
+
+def report_category(config: Mapping[str, Any], experiment: str) -> str:
+    """The report's category of an experiment's files: its paper."""
+    paper = REPORTS.get(config["experiments"][experiment]["report"]).paper
+    return PAPER_TITLES.get(paper, paper)
+
+
+@dataclass(frozen=True)
+class ReportCaption:
+    """A report caption: what the paper claims and what the file shows (fixed when the job
+    is planned), and what we found, read from the rendered files when the report is made
+    (the caption template calls :meth:`found`). Only the fixed fields are in its repr, so
+    as a rule param it does not make Snakemake rerun the job."""
+
+    claim: str
+    shows: str
+    table_csv: str | None = None
+    claims_csv: str | None = None
+
+    def found(self) -> str:
+        parts = []
+        if self.claims_csv and os.path.exists(self.claims_csv):
+            verdicts = _verdict_counts(self.claims_csv)
+            parts.append("claim verdicts on our data: " + ", ".join(
+                f"{n} {v}" for v, n in sorted(verdicts.items())
+            ))  # fmt: skip
+        if self.table_csv and os.path.exists(self.table_csv):
+            parts.append(_paper_difference(self.table_csv))
+        return "; ".join(p for p in parts if p) or "see the values shown"
+
+
+def _verdict_counts(claims_csv: str) -> dict[str, int]:
+    import csv
+
+    counts: dict[str, int] = {}
+    with open(claims_csv) as fh:
+        for row in csv.DictReader(fh):
+            counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
+    return counts
+
+
+def _paper_difference(table_csv: str) -> str:
+    import csv
+    import math
+
+    diffs = []
+    with open(table_csv) as fh:
+        for row in csv.DictReader(fh):
+            for key, value in row.items():
+                if key.endswith("_diff") and value not in ("", "nan"):
+                    diffs.append(float(value))
+    diffs = [d for d in diffs if math.isfinite(d)]
+    if not diffs:
+        return "no published value to compare with (not the paper's data)"
+    mean_abs = sum(abs(d) for d in diffs) / len(diffs)
+    return f"ours minus the paper over {len(diffs)} cells: mean |Δ| = {mean_abs:.3g}"
+
+
+def report_caption(
+    config: Mapping[str, Any], experiment: str, selection: str, name: str
+) -> ReportCaption:
+    """The caption of one table, figure or claims file of an experiment's report."""
+    from kdaug import plan
+
+    exp = config["experiments"][experiment]
+    report = REPORTS.get(exp["report"])
+    claim = CLAIMS.get(exp["report"], report.claim)
+    shows = f"{name.replace('_', ' ')} of {experiment} ({selection} weights)"
+    if report.renderer == "das" and name in DAS_TABLES:
+        shows = DAS_TABLES[name].caption
+    elif report.renderer == "das" and name in FIGURE_SPECS:
+        shows = FIGURE_SPECS[name].caption
+    where = {"experiment": experiment, "selection": selection}
+    table_csv = plan.TABLE_CSV.format(**where, table=name) if name in report.tables else None
+    claims_csv = plan.CLAIMS_CSV.format(**where) if report.claims else None
+    return ReportCaption(claim, shows, table_csv, claims_csv)

@@ -25,13 +25,22 @@ rule render_table:
     input:
         plan.METRICS_CSV,
     output:
-        csv=plan.TABLE_CSV,
+        csv=report(
+            plan.TABLE_CSV,
+            caption="../report/item.rst",
+            category=lambda w: render.report_category(config, w.experiment),
+            subcategory="{experiment}",
+            labels={"file": "{table}", "weights": "{selection}"},
+        ),
         md=plan.TABLE_MD,
     log:
         "logs/experiments/{experiment}/{selection}/{table}.log",
     conda:
         CONDA_ENV
     params:
+        caption=lambda w: render.report_caption(
+            config, w.experiment, w.selection, w.table
+        ),
         experiment=lambda w: plan.experiment_view(config, w.experiment),
         code=script_code("render_table"),
     script:
@@ -44,12 +53,21 @@ rule render_figure:
             lambda w: render.figure_inputs(config, w.experiment, w.selection, w.figure)
         ),
     output:
-        plan.FIGURE,
+        report(
+            plan.FIGURE,
+            caption="../report/item.rst",
+            category=lambda w: render.report_category(config, w.experiment),
+            subcategory="{experiment}",
+            labels={"file": "{figure}", "weights": "{selection}"},
+        ),
     log:
         "logs/experiments/{experiment}/{selection}/{figure}.log",
     conda:
         CONDA_ENV
     params:
+        caption=lambda w: render.report_caption(
+            config, w.experiment, w.selection, w.figure
+        ),
         experiment=lambda w: plan.experiment_view(config, w.experiment),
         code=script_code("render_figure"),
     script:
@@ -60,13 +78,22 @@ rule render_claims:
     input:
         plan.METRICS_CSV,
     output:
-        csv=plan.CLAIMS_CSV,
+        csv=report(
+            plan.CLAIMS_CSV,
+            caption="../report/item.rst",
+            category=lambda w: render.report_category(config, w.experiment),
+            subcategory="{experiment}",
+            labels={"file": "claims", "weights": "{selection}"},
+        ),
         md=plan.CLAIMS_MD,
     log:
         "logs/experiments/{experiment}/{selection}/claims.log",
     conda:
         CONDA_ENV
     params:
+        caption=lambda w: render.report_caption(
+            config, w.experiment, w.selection, "claims"
+        ),
         experiment=lambda w: plan.experiment_view(config, w.experiment),
         code=script_code("render_claims"),
     script:
