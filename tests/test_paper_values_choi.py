@@ -7,7 +7,8 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-import yaml
+
+from paper_values_fixtures import paper_fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_TXT = ROOT.parent / "shared" / "papers" / "choi2023.txt"
@@ -58,22 +59,7 @@ SAME_SETTING = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def doc():
-    text = resources.files("kdaug").joinpath("paper_values/choi2023.yaml").read_text()
-    return yaml.safe_load(text)
-
-
-@pytest.fixture(scope="module")
-def tables(doc):
-    return doc["tables"]
-
-
-@pytest.fixture(scope="module")
-def paper_lines():
-    if not PAPER_TXT.is_file():
-        pytest.skip(f"{PAPER_TXT} not available")
-    return PAPER_TXT.read_text().split("\n")
+doc, tables, paper_lines = paper_fixtures("choi2023", PAPER_TXT)
 
 
 def columns(table):

@@ -6,7 +6,8 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-import yaml
+
+from paper_values_fixtures import paper_fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_TXT = ROOT.parent / "shared" / "papers" / "wang2022.txt"
@@ -45,22 +46,7 @@ ARROW_TABLES = [9, 10]
 OPS = {"/": operator.truediv, "*": operator.mul, "+": operator.add, "-": operator.sub}
 
 
-@pytest.fixture(scope="module")
-def doc():
-    text = resources.files("kdaug").joinpath("paper_values/wang2022.yaml").read_text()
-    return yaml.safe_load(text)
-
-
-@pytest.fixture(scope="module")
-def tables(doc):
-    return doc["tables"]
-
-
-@pytest.fixture(scope="module")
-def paper_lines():
-    if not PAPER_TXT.is_file():
-        pytest.skip(f"{PAPER_TXT} not available")
-    return PAPER_TXT.read_text().split("\n")
+doc, tables, paper_lines = paper_fixtures("wang2022", PAPER_TXT)
 
 
 def columns(table):
