@@ -31,6 +31,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -290,7 +291,131 @@ def projected_seconds(cell: Mapping[str, Any], rates: Mapping, config) -> float:
     return cell["epochs"] * n * per_image
 
 
-def main(argv: list[str] | None = None) -> None:
+@dataclass(frozen=True)
+class Bench:
+    """What every measurement shares: the config, the device and how steps run there."""
+
+    config: dict[str, Any]
+    device: torch.device
+    speed: Speed
+    steps: int
+    workers: int
+    quick: bool
+
+    def workload(self, dataset: str, role: str) -> tuple[int, tuple[int, int, int], int]:
+        """(batch size, image shape, classes) of a dataset's teacher or student recipe."""
+        _, shape = train_size(self.config, dataset)
+        classes = CLASSES.get(self.config["datasets"][dataset]["builder"], 10)
+        batch = int(self.config["datasets"][dataset]["training"][role]["batch_size"])
+        return (min(batch, 32) if self.quick else batch), shape, classes
+
+
+def measure_models(bench: Bench, models: list[tuple[str, str]]) -> tuple[dict, list[dict]]:
+    """Ours, baseline and ceiling per model (printed as a table) and the rates the
+    projection needs: ``(dataset, arch, "train" | "forward") -> img/s``."""
+    rates: dict[tuple[str, str, str], float] = {}
+    rows = []
+    print(
+        "\n| dataset | model | batch | ours img/s | baseline img/s | ceiling img/s | "
+        "ours/baseline | ours/ceiling |\n|---|---|---|---|---|---|---|---|"
+    )
+    for dataset, name in models:
+        batch, shape, classes = bench.workload(dataset, "teacher")
+        common = (
+            bench.config["architectures"][name],
+            batch,
+            bench.steps,
+            shape,
+            classes,
+            bench.device,
+        )
+        r = {
+            "ours": ours(*common, bench.speed),
+            "baseline": baseline(*common, bench.workers),
+            "ceiling": ceiling(*common, bench.speed),
+        }
+        rates[(dataset, name, "train")] = r["ours"]
+        rates[(dataset, name, "forward")] = forward_rate(*common, bench.speed)
+        rows.append({"dataset": dataset, "model": name, "batch": batch, **r})
+        print(
+            f"| {dataset} | {name} | {batch} | {r['ours']:.0f} | {r['baseline']:.0f} | "
+            f"{r['ceiling']:.0f} | {r['ours'] / r['baseline']:.2f} | "
+            f"{r['ours'] / r['ceiling']:.2f} |",
+            flush=True,
+        )
+    return rates, rows
+
+
+def teacher_logits(teacher: torch.nn.Module, data: DeviceData, chunk: int = 256) -> torch.Tensor:
+    with torch.no_grad():
+        rows = [
+            torch.arange(i, min(i + chunk, len(data)), device=data.labels.device)
+            for i in range(0, len(data), chunk)
+        ]
+        return torch.cat([teacher(data.normalized(r)).float() for r in rows])
+
+
+def measure_cache(bench: Bench, cells: list[dict], models: list[tuple[str, str]]) -> dict | None:
+    """A student with an online teacher vs the same student reading cached teacher logits,
+    for the first timed (teacher, student) pair of the grid (cached-logit cells first)."""
+    pairs = (
+        (c["dataset"], c["teacher"], c["arch"])
+        for c in sorted(cells, key=lambda c: c["mode"] != "cached")
+        if c["mode"] != "teacher"
+        and {(c["dataset"], c["arch"]), (c["dataset"], c["teacher"])} <= set(models)
+    )
+    pair = next(pairs, None)
+    if pair is None:
+        return None
+    dataset, tname, sname = pair
+    batch, shape, classes = bench.workload(dataset, "student")
+    data = synthetic(batch * bench.steps, shape, classes, bench.device)
+    teacher = new_model(bench.config["architectures"][tname], classes, shape, bench.device).eval()
+    bench.speed.lay_out(teacher)
+    logits = teacher_logits(teacher, data).cpu().numpy()
+    cache = TeacherLogits.for_split(logits, data.labels.cpu().numpy(), data)
+    common = (
+        bench.config["architectures"][sname],
+        batch,
+        bench.steps,
+        shape,
+        classes,
+        bench.device,
+        bench.speed,
+    )
+    online = ours(*common, teacher=teacher, loss=HintonKD(4.0, 0.9))
+    cached = ours(*common, teacher=cache, loss=HintonKD(4.0, 0.9))
+    print(
+        f"\nStudent {sname} of teacher {tname} ({dataset}, batch {batch}): online teacher "
+        f"{online:.0f} img/s, cached teacher logits {cached:.0f} img/s: {cached / online:.2f}x",
+        flush=True,
+    )
+    return {"pair": f"{tname} -> {sname}", "online": online, "cached": cached}
+
+
+def print_projection(bench: Bench, cells: list[dict], rates: dict) -> dict[str, float]:
+    """Projected training time per experiment (only the timed models' cells with --quick)."""
+    if bench.quick:
+        cells = [
+            c
+            for c in cells
+            if (c["dataset"], c["arch"], "train") in rates
+            and (c["mode"] == "teacher" or (c["dataset"], c["teacher"], "forward") in rates)
+        ]
+    totals: dict[str, float] = defaultdict(float)
+    for cell in cells:
+        totals[cell["experiment"]] += projected_seconds(cell, rates, bench.config)
+    print("\n| experiment | training cells | projected training time |\n|---|---|---|")
+    for experiment, seconds in totals.items():
+        count = sum(c["experiment"] == experiment for c in cells)
+        print(f"| {experiment} | {count} | {seconds / 60:.1f} min |")
+    print(f"| **all** | {len(cells)} | **{sum(totals.values()) / 3600:.2f} h** |")
+    if bench.quick:
+        print("(--quick: only the cells of the timed models, at CPU speed)")
+    return dict(totals)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", nargs="+", default=["config/config.yaml"])
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -302,129 +427,47 @@ def main(argv: list[str] | None = None) -> None:
         help="CPU smoke run: few steps, batch <= 32, the grid's small models",
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     config = load_config(args.config)
     plan.check_config(config)
     cuda = torch.cuda.is_available() and args.device != "cpu"
     device = torch.device("cuda" if cuda else "cpu")
     if not cuda:
         torch.set_num_threads(int(config["runtime"].get("threads", 1)))
-    speed = Speed.from_config(config["runtime"]).resolve(device)
-    steps = args.steps or (3 if args.quick else 50)
-    workers = 0 if args.quick else args.workers
+    bench = Bench(
+        config,
+        device,
+        Speed.from_config(config["runtime"]).resolve(device),
+        steps=args.steps or (3 if args.quick else 50),
+        workers=0 if args.quick else args.workers,
+        quick=args.quick,
+    )
     print(
         f"# device {device} ({torch.cuda.get_device_name(device) if cuda else 'CPU'}), "
-        f"precision {speed.precision}, channels_last {speed.channels_last}, "
-        f"compile {speed.compile}, {steps} batches per figure",
+        f"precision {bench.speed.precision}, channels_last {bench.speed.channels_last}, "
+        f"compile {bench.speed.compile}, {bench.steps} batches per figure",
         flush=True,
     )
-
     cells, needed = grid_workloads(config)
     models = sorted({(d, a) for d, a, kind in needed if kind == "train"})
     if args.quick:  # the CPU smoke run: models small enough to time in seconds
-        models = [
-            m
-            for m in models
-            if config["architectures"][m[1]]["model"] in {"lenet", "resnet8", "resnet20"}
-        ][:2] or models[:1]
-    rates: dict[tuple[str, str, str], float] = {}
-    rows = []
-    print(
-        "\n| dataset | model | batch | ours img/s | baseline img/s | ceiling img/s | "
-        "ours/baseline | ours/ceiling |\n|---|---|---|---|---|---|---|---|"
-    )
-    for dataset, name in models:
-        arch = config["architectures"][name]
-        _, shape = train_size(config, dataset)
-        classes = CLASSES.get(config["datasets"][dataset]["builder"], 10)
-        batch = int(config["datasets"][dataset]["training"]["teacher"]["batch_size"])
-        batch = min(batch, 32) if args.quick else batch
-        common = (arch, batch, steps, shape, classes, device)
-        r = {
-            "ours": ours(*common, speed),
-            "baseline": baseline(*common, workers),
-            "ceiling": ceiling(*common, speed),
-        }
-        rates[(dataset, name, "train")] = r["ours"]
-        rates[(dataset, name, "forward")] = forward_rate(*common, speed)
-        rows.append({"dataset": dataset, "model": name, "batch": batch, **r})
-        print(
-            f"| {dataset} | {name} | {batch} | {r['ours']:.0f} | {r['baseline']:.0f} | "
-            f"{r['ceiling']:.0f} | {r['ours'] / r['baseline']:.2f} | "
-            f"{r['ours'] / r['ceiling']:.2f} |",
-            flush=True,
-        )
-
-    # Cached teacher logits vs an online teacher, for the first (teacher, student) pair
-    # of the grid whose student trains without augmentation.
-    pair = next(
-        (
-            (c["dataset"], c["teacher"], c["arch"])
-            for c in sorted(cells, key=lambda c: c["mode"] != "cached")  # cached cells first
-            if c["mode"] != "teacher"
-            and (c["dataset"], c["arch"]) in models
-            and (c["dataset"], c["teacher"]) in models
-        ),
-        None,
-    )
-    cache_result = None
-    if pair:
-        dataset, tname, sname = pair
-        _, shape = train_size(config, dataset)
-        classes = CLASSES.get(config["datasets"][dataset]["builder"], 10)
-        batch = int(config["datasets"][dataset]["training"]["student"]["batch_size"])
-        batch = min(batch, 32) if args.quick else batch
-        data = synthetic(batch * steps, shape, classes, device)
-        teacher = new_model(config["architectures"][tname], classes, shape, device).eval()
-        speed.lay_out(teacher)
-        with torch.no_grad():
-            logits = torch.cat(
-                [
-                    teacher(
-                        data.normalized(torch.arange(i, min(i + 256, len(data)), device=device))
-                    ).float()
-                    for i in range(0, len(data), 256)
-                ]
-            )
-        cache = TeacherLogits.for_split(logits.cpu().numpy(), data.labels.cpu().numpy(), data)
-        sarch = config["architectures"][sname]
-        common = (sarch, batch, steps, shape, classes, device, speed)
-        online = ours(*common, teacher=teacher, loss=HintonKD(4.0, 0.9))
-        cached = ours(*common, teacher=cache, loss=HintonKD(4.0, 0.9))
-        cache_result = {"pair": f"{tname} -> {sname}", "online": online, "cached": cached}
-        print(
-            f"\nStudent {sname} of teacher {tname} ({dataset}, batch {batch}): online teacher "
-            f"{online:.0f} img/s, cached teacher logits {cached:.0f} img/s: "
-            f"{cached / online:.2f}x",
-            flush=True,
-        )
-
-    if args.quick:
-        cells = [
-            c
-            for c in cells
-            if (c["dataset"], c["arch"], "train") in rates
-            and (c["mode"] == "teacher" or (c["dataset"], c["teacher"], "forward") in rates)
-        ]
-    totals: dict[str, float] = defaultdict(float)
-    for cell in cells:
-        totals[cell["experiment"]] += projected_seconds(cell, rates, config)
-    print("\n| experiment | training cells | projected training time |\n|---|---|---|")
-    for experiment, seconds in totals.items():
-        count = sum(c["experiment"] == experiment for c in cells)
-        print(f"| {experiment} | {count} | {seconds / 60:.1f} min |")
-    total = sum(totals.values())
-    print(f"| **all** | {len(cells)} | **{total / 3600:.2f} h** |")
-    if args.quick:
-        print("(--quick: only the cells of the timed models, at CPU speed)")
+        small = {"lenet", "resnet8", "resnet20"}
+        models = [m for m in models if config["architectures"][m[1]]["model"] in small][:2]
+    rates, rows = measure_models(bench, models)
+    cache = measure_cache(bench, cells, models)
+    totals = print_projection(bench, cells, rates)
     if args.json:
         args.json.write_text(
             json.dumps(
                 {
                     "device": str(device),
-                    "speed": speed.__dict__,
+                    "speed": bench.speed.__dict__,
                     "models": rows,
-                    "cache": cache_result,
+                    "cache": cache,
                     "projected_seconds": totals,
                 },
                 indent=1,
