@@ -191,3 +191,18 @@ def test_gradient_clipping_bounds_each_step() -> None:
         [(p.detach() - b).flatten() for p, b in zip(model.parameters(), before, strict=True)]
     )
     assert step.norm().item() == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_steps_per_epoch_trains_on_the_first_batches_only() -> None:
+    for steps, expected in ((2, [16, 16]), (None, [16, 16, 16, 12])):
+        sizes: list[int] = []
+
+        def counting(logits, targets, teacher_logits, sizes=sizes):
+            sizes.append(len(logits))
+            return CrossEntropy()(logits, targets, teacher_logits)
+
+        torch.manual_seed(0)
+        recipe = Recipe(epochs=1, batch_size=16, lr=0.1, steps_per_epoch=steps)
+        fit(Tiny(), toy_data(), None, recipe=recipe, augmentation=AUG, loss_fn=counting,
+            seed=0, log=lambda s: None)  # fmt: skip
+        assert sizes == expected

@@ -47,6 +47,9 @@ class Recipe:
     # Largest global L2 norm of the gradient per step (None: no clipping). Not in the
     # papers' recipes; the demo's AlexNet students need it under T = 20 KD.
     grad_clip: float | None = None
+    # Batches per epoch (the first ones of each epoch's shuffled order); None: the whole
+    # split. For smoke runs on full-size data (CI's Fashion-MNIST run), not the papers.
+    steps_per_epoch: int | None = None
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> Recipe:
@@ -334,6 +337,7 @@ def train_one_epoch(
     speed: Speed = Speed("fp32", "off", "off"),
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
     grad_clip: float | None = None,
+    max_steps: int | None = None,
 ) -> dict[str, float]:
     """One epoch of SGD; ``progress(step, steps, images_seen)`` is called after each step.
     ``forward`` is the model or its compiled wrapper (:meth:`Speed.prepare`)."""
@@ -342,7 +346,7 @@ def train_one_epoch(
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)
     seen = 0
-    chunks = batches(len(data), batch_size, rng)
+    chunks = batches(len(data), batch_size, rng)[:max_steps]
     for step, chunk in enumerate(chunks, 1):
         index = torch.as_tensor(chunk).to(device, non_blocking=True)
         with speed.autocast(device):
@@ -457,6 +461,7 @@ def fit(
             speed,
             forward,
             recipe.grad_clip,
+            recipe.steps_per_epoch,
         )
         if not math.isfinite(row["train_loss"]):
             raise FloatingPointError(
