@@ -40,7 +40,6 @@ from kdaug.plan import student_variants, students_of
 from kdaug.results import Summary, read_long_csv, summarize
 from kdaug.robustness import ATTACKS, attack_metric
 from kdaug.tables import Cell, PaperLookup, Table, paper_lookup
-from kdaug.vscore import class_indices, v_score
 from kdaug.wang import WangResults, accuracy_table
 
 PAPER = "choi2023"
@@ -483,6 +482,7 @@ def plot_tsne(exp: Mapping[str, Any], selection: str, outputs: Sequence[str], pa
     from sklearn.manifold import TSNE
 
     from kdaug.metrics import standardize
+    from kdaug.vscore import class_indices, v_score
 
     groups = exp.get("vscore_groups") or {}
     if not groups:
@@ -543,6 +543,7 @@ def plot_class_distributions(
     each class of the first V-score group (heat-map rows) over all classes, with the
     model's accuracy and mean entropy on all samples of the split."""
     from kdaug.metrics import log_softmax
+    from kdaug.vscore import class_indices
 
     groups = exp.get("vscore_groups") or {}
     if not groups:

@@ -25,6 +25,10 @@ from kdaug.io import atomic_path
 # not in kdaug.plan, so that metric jobs do not import the planning and rendering code).
 SAME_AS_TEACHER = "same_as_teacher"
 
+STREAM_SPLIT = "train_stream"
+"""The ``split`` Wang et al.'s teacher statistics are filed under in an experiment's
+metrics CSV (defined here so that rendering does not import the torch-side module)."""
+
 LONG_COLUMNS = (
     "experiment", "dataset", "seed", "role", "teacher_arch", "teacher_aug", "kd",
     "student_arch", "student_aug", "selection", "split", "metric", "value",

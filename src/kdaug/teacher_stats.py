@@ -35,6 +35,7 @@ from torch import nn
 
 from kdaug.augment import AnyAugmentation, augmentation_from_spec
 from kdaug.engine import DeviceData, Teacher, batches, seed_epoch, step_batch
+from kdaug.results import STREAM_SPLIT
 
 
 def t_stddev(group_means: np.ndarray) -> float:
@@ -129,10 +130,6 @@ def teacher_stream(
                 logits.append(batch.extra_teacher_logits)
             yield torch.cat(logits).float().softmax(dim=1).cpu().numpy()
         progress(epoch + 1, epochs)
-
-
-STREAM_SPLIT = "train_stream"
-"""The ``split`` these statistics are filed under in an experiment's metrics CSV."""
 
 
 def cell_teacher_stats(

@@ -34,9 +34,8 @@ import numpy as np
 
 from kdaug.io import atomic_path
 from kdaug.plan import student_variants, students_of
-from kdaug.results import Summary, read_long_csv, summarize
+from kdaug.results import STREAM_SPLIT, Summary, read_long_csv, summarize
 from kdaug.tables import Cell, PaperLookup, Table, paper_lookup
-from kdaug.teacher_stats import STREAM_SPLIT
 
 PAPER = "wang2022"
 # Per dataset: the paper's tables of each kind (a dataset not listed has no paper values).
