@@ -25,6 +25,7 @@ so that CI exercises the script.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -38,7 +39,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 
 from kdaug import plan
 from kdaug.augment import build_augmentation
@@ -58,21 +58,6 @@ OFFICIAL = {
     "digits": (1797, (1, 32, 32)),
 }
 CLASSES = {"cifar100": 100, "tiny_imagenet": 200}
-
-
-def load_config(files: list[str]) -> dict[str, Any]:
-    config: dict[str, Any] = {}
-    for name in files:
-        merge(config, yaml.safe_load(Path(name).read_text()))
-    return config
-
-
-def merge(base: dict, layer: Mapping) -> None:
-    for key, value in layer.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            merge(base[key], value)
-        else:
-            base[key] = value
 
 
 def train_size(config: Mapping[str, Any], dataset: str) -> tuple[int, tuple[int, int, int]]:
@@ -115,6 +100,15 @@ def new_model(arch: Mapping[str, Any], classes: int, shape, device) -> torch.nn.
 
 def sgd(model: torch.nn.Module) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+
+def sgd_step(forward, optimizer, x, y, speed: Speed | None = None) -> None:
+    """One plain cross-entropy SGD step (under ``speed``'s autocast, if given)."""
+    with speed.autocast(x.device) if speed else contextlib.nullcontext():
+        loss = F.cross_entropy(forward(x), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
 
 
 def ours(arch, batch, steps, shape, classes, device, speed, teacher=None, loss=None) -> float:
@@ -185,10 +179,7 @@ def baseline(arch, batch, steps, shape, classes, device, workers: int) -> float:
     def run() -> int:
         for x, y in loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            loss = F.cross_entropy(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            sgd_step(model, optimizer, x, y)
         return batch * steps
 
     return timed(run, device)
@@ -205,11 +196,7 @@ def ceiling(arch, batch, steps, shape, classes, device, speed) -> float:
 
     def run() -> int:
         for _ in range(steps):
-            with speed.autocast(device):
-                loss = F.cross_entropy(forward(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            sgd_step(forward, optimizer, x, y, speed)
         return batch * steps
 
     return timed(run, device)
@@ -432,7 +419,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    config = load_config(args.config)
+    config = plan.load_layered_config(args.config)
     plan.check_config(config)
     cuda = torch.cuda.is_available() and args.device != "cpu"
     device = torch.device("cuda" if cuda else "cpu")

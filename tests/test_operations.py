@@ -75,24 +75,23 @@ def test_forcing_one_rule_for_one_cell_targets_first(built: Path) -> None:
     assert counts["extract_outputs"] == counts["compute_metrics"] == 1
 
 
-def test_editing_library_code_reruns_the_rules_that_import_it(built: Path) -> None:
-    tables = built / "src/kdaug/tables.py"
-    original = tables.read_text()
-    tables.write_text(original + "\n# edited\n")
+def planned_after_editing(wd: Path, module: str) -> dict[str, int]:
+    """The plan after appending a comment to ``wd``'s copy of a kdaug module (restored)."""
+    path = wd / "src/kdaug" / module
+    original = path.read_text()
+    path.write_text(original + "\n# edited\n")
     try:
-        counts = planned(built, *DEMO, "--config", SLICE)
+        return planned(wd, *DEMO, "--config", SLICE)
     finally:
-        tables.write_text(original)
+        path.write_text(original)
+
+
+def test_editing_library_code_reruns_the_rules_that_import_it(built: Path) -> None:
+    counts = planned_after_editing(built, "tables.py")
     # rendering imports kdaug.tables; training, extraction and metrics do not
     assert counts.get("render_table", 0) >= 1
     assert set(counts) <= {"render_table", "render_claims", "render_figure", "all", "total"}
-    engine = built / "src/kdaug/engine.py"
-    original = engine.read_text()
-    engine.write_text(original + "\n# edited\n")
-    try:
-        counts = planned(built, *DEMO, "--config", SLICE)
-    finally:
-        engine.write_text(original)
+    counts = planned_after_editing(built, "engine.py")
     assert counts["train_teacher"] == 1 and counts["distill_student"] == 5
 
 

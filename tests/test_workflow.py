@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from kdaug import plan, render
 
@@ -56,19 +55,7 @@ def wd(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def load_config(*names: str) -> dict:
-    config: dict = {}
-    for name in names:
-        merge(config, yaml.safe_load((ROOT / name).read_text()))
-    return config
-
-
-def merge(base: dict, layer: dict) -> None:
-    """Snakemake's config layering: nested dicts merge, everything else replaces."""
-    for key, value in layer.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            merge(base[key], value)
-        else:
-            base[key] = value
+    return plan.load_layered_config(ROOT / name for name in names)
 
 
 DAS_RUN = "run=[das2020_cifar10,das2020_augmented_students,das2020_same_augmentation,das2020_mnist]"

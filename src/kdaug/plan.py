@@ -16,8 +16,10 @@ digits and underscores only, so ``-`` and ``/`` can separate them in paths.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import os
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from kdaug.data.datasets import BUILDERS
@@ -117,6 +119,26 @@ def _require(section: Mapping[str, Any], name: str, kind: str, where: str) -> An
         known = ", ".join(sorted(section)) or "none"
         raise ConfigError(f"{where}: unknown {kind} {name!r} (defined: {known})")
     return section[name]
+
+
+def merge_config(base: dict[str, Any], layer: Mapping[str, Any]) -> None:
+    """Snakemake's config layering, in place: nested mappings merge, anything else
+    replaces."""
+    for key, value in layer.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            merge_config(base[key], value)
+        else:
+            base[key] = value
+
+
+def load_layered_config(paths: Iterable[str | os.PathLike[str]]) -> dict[str, Any]:
+    """The config ``--configfile A B ...`` gives, for code that runs outside Snakemake."""
+    import yaml
+
+    config: dict[str, Any] = {}
+    for path in paths:
+        merge_config(config, yaml.safe_load(Path(path).read_text()))
+    return config
 
 
 def check_config(config: Mapping[str, Any]) -> None:
