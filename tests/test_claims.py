@@ -279,6 +279,17 @@ def test_render_claims_from_a_long_csv(tmp_path) -> None:
     assert by_id["lenet_shifted_acc_baseline_gt_cutmix"] == "not in this experiment"
     assert "mnist_lenet_test_loss_baseline_lt_cutmix" not in by_id  # another report's claim
     assert (tmp_path / "out/claims.csv").exists() and (tmp_path / "out/claims.md").exists()
+    assert "(paper 0.652)" in (tmp_path / "out/claims.md").read_text()
+
+
+def test_render_claims_leaves_the_papers_numbers_out_for_another_dataset(tmp_path) -> None:
+    write_long_csv(tmp_path / "metrics.csv", paired_rows([0.70, 0.72, 0.71], [0.6, 0.63, 0.6]))
+    exp_cfg = {"report": "das2020", "eval_splits": SPLITS, "compare_with_paper": False}
+    verdicts = C.render_claims(tmp_path / "metrics.csv", exp_cfg, "last", tmp_path / "claims")
+    by_id = {v.id: v for v in verdicts}
+    assert by_id["lenet_test_acc_baseline_gt_cutmix"].verdict == "holds"
+    assert all(v.paper_a is None and v.paper_b is None for v in verdicts)
+    assert "(paper " not in (tmp_path / "claims.md").read_text()
 
 
 def test_shipped_das2020_claims_load_and_use_known_names() -> None:

@@ -29,7 +29,7 @@ import csv
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -546,12 +546,16 @@ def render_claims(
     """Check every claim of ``claims_path`` on one experiment's long CSV; write ``stem``.*.
 
     Only the claims about this experiment's report kind (``experiment_cfg["report"]``) are
-    listed; a listed claim whose groups are missing is "not in this experiment".
+    listed; a listed claim whose groups are missing is "not in this experiment". The
+    paper's printed numbers are left out where ``compare_with_paper`` is false, as in the
+    tables: they are about the paper's dataset, not this one (Fashion-MNIST, the demo).
     """
     from kdaug.results import read_long_csv
 
     report = experiment_cfg.get("report")
     claims = [c for c in load_claims(claims_path) if c.report in (None, report)]
+    if not experiment_cfg.get("compare_with_paper", True):
+        claims = [replace(c, paper_a=None, paper_b=None) for c in claims]
     verdicts = verdict_rows(
         read_long_csv(long_csv),
         claims,
