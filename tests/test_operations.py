@@ -76,10 +76,11 @@ def test_forcing_one_rule_for_one_cell_targets_first(built: Path) -> None:
 
 
 def planned_after_editing(wd: Path, module: str) -> dict[str, int]:
-    """The plan after appending a comment to ``wd``'s copy of a kdaug module (restored)."""
+    """The plan after appending a statement to ``wd``'s copy of a kdaug module (restored);
+    a comment would not count (the code hash ignores comments and docstrings)."""
     path = wd / "src/kdaug" / module
     original = path.read_text()
-    path.write_text(original + "\n# edited\n")
+    path.write_text(original + "\nEDITED = 1\n")
     try:
         return planned(wd, *DEMO, "--config", SLICE)
     finally:

@@ -45,7 +45,32 @@ def package_copy(tmp_path, monkeypatch):
 
 
 def _edit(path: Path) -> None:
-    path.write_text(path.read_text() + "\n# edited\n")
+    """A change to what the module runs (a comment would not count: see the next test)."""
+    text = path.read_text()
+    path.write_text(text + ("\nEDITED = 1\n" if path.suffix == ".py" else "\n# edited\n"))
+
+
+def test_code_hash_ignores_comments_docstrings_imports_and_module_names(package_copy):
+    train = SCRIPTS / "train.py"
+    before = provenance.code_hash(train)
+    engine = package_copy / "engine.py"
+    text = engine.read_text()
+    # a comment, a reworded docstring and one more (unused) import: nothing runs differently
+    engine.write_text(
+        text.replace('"""', '"""Reworded. ', 1) + "\n# a comment\nimport os  # noqa\n"
+    )
+    assert provenance.code_hash(train) == before
+    engine.write_text(text.replace("return", "return  ", 1))  # formatting only
+    assert provenance.code_hash(train) == before
+    engine.write_text(text + "\nEDITED = 1\n")
+    assert provenance.code_hash(train) != before
+
+
+def test_source_hash_does_not_depend_on_where_a_module_lives(package_copy):
+    before = provenance.source_hash(["engine", "losses"])
+    (package_copy / "moved").mkdir()
+    (package_copy / "engine.py").rename(package_copy / "moved/engine.py")
+    assert provenance.source_hash(["moved.engine", "losses"]) == before
 
 
 def test_code_hash_changes_with_the_code_a_rule_runs_only(package_copy):

@@ -19,14 +19,20 @@ PACKAGE_DIR = Path(kdaug.__file__).parent
 
 
 def source_hash(modules: Iterable[str]) -> str:
-    """sha256 over the source of the named ``kdaug`` modules or subpackages.
+    """sha256 over what the named ``kdaug`` modules or subpackages *do*.
 
     ``"engine"`` means ``kdaug/engine.py``; ``"models"`` every ``.py`` (and ``.yaml``
     data file, such as the papers' values) under ``kdaug/models/``. The workflow passes
     this as a rule ``param`` so that Snakemake reruns a rule when the library code it
     imports changes (it cannot see imports).
+
+    A module counts by its syntax tree without comments, docstrings and import statements
+    (:func:`code_digest`), and the digests are combined in sorted order without the
+    modules' names: moving a module to another package, rewording a comment or a
+    docstring, or re-pointing its imports reruns nothing; any change to what runs does.
+    (Which modules are reached is still decided by the imports: :func:`module_closure`.)
     """
-    digest = hashlib.sha256()
+    digests = []
     for module in sorted(set(modules)):
         path = PACKAGE_DIR / module.replace(".", "/")
         if path.is_dir():
@@ -35,10 +41,38 @@ def source_hash(modules: Iterable[str]) -> str:
             files = [path.with_suffix(".py")]
         if not files or not files[0].exists():
             raise FileNotFoundError(f"no kdaug module {module!r} under {PACKAGE_DIR}")
-        for file in files:
-            digest.update(file.relative_to(PACKAGE_DIR).as_posix().encode())
-            digest.update(file.read_bytes())
+        digests += [code_digest(file) for file in files]
+    digest = hashlib.sha256()
+    for part in sorted(set(digests)):
+        digest.update(part.encode())
     return digest.hexdigest()[:16]
+
+
+def code_digest(path: Path) -> str:
+    """sha256 of a ``.py`` file's syntax tree less docstrings and imports, or of a data
+    file's bytes."""
+    if path.suffix != ".py":
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if not isinstance(body, list):
+            continue
+        node.body = [
+            child
+            for i, child in enumerate(body)
+            if not isinstance(child, ast.Import | ast.ImportFrom)
+            and not (i == 0 and _is_docstring(child))
+        ]
+    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
+
+
+def _is_docstring(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    )
 
 
 # Package data a module reads at run time (not visible as an import): module -> folder.
