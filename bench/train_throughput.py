@@ -41,11 +41,11 @@ import torch
 import torch.nn.functional as F
 
 from kdaug import plan
-from kdaug.augment import build_augmentation
 from kdaug.data.canonical import Split
-from kdaug.engine import DeviceData, Speed, TeacherLogits, train_one_epoch
-from kdaug.losses import CrossEntropy, HintonKD
-from kdaug.training import build_cell_model
+from kdaug.train.augment import build_augmentation
+from kdaug.train.engine import DeviceData, Speed, TeacherLogits, train_one_epoch
+from kdaug.train.losses import CrossEntropy, HintonKD
+from kdaug.train.training import build_cell_model
 
 # Official training-set sizes and image shapes (the canonical files need not exist here);
 # the pipeline's train split is the official one minus the config's validation holdout.

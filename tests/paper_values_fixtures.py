@@ -11,12 +11,12 @@ import yaml
 
 def paper_fixtures(paper: str, text: Path):
     """``doc`` (the values file), ``tables`` (its tables) and ``paper_lines`` (the paper's
-    text, line by line) for ``paper_values/<paper>.yaml``."""
+    text, line by line) for ``papers/values/<paper>.yaml``."""
 
     @pytest.fixture(scope="module")
     def doc():
         return yaml.safe_load(
-            resources.files("kdaug").joinpath(f"paper_values/{paper}.yaml").read_text()
+            resources.files("kdaug").joinpath(f"papers/values/{paper}.yaml").read_text()
         )
 
     @pytest.fixture(scope="module")

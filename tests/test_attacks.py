@@ -1,4 +1,4 @@
-"""FGSM / I-FGSM (kdaug.attacks) against hand-derived answers on a linear model."""
+"""FGSM / I-FGSM (kdaug.measure.attacks) against hand-derived answers on a linear model."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 from torch import nn
 
-from kdaug.attacks import adversarial_accuracy, cross_entropy_sum, fgsm, ifgsm
-from kdaug.engine import DeviceData, evaluate
+from kdaug.measure.attacks import adversarial_accuracy, cross_entropy_sum, fgsm, ifgsm
 from kdaug.models.base import Classifier, global_pool
+from kdaug.train.engine import DeviceData, evaluate
 
 EPS = (0.0, 0.001, 0.003, 0.005, 0.01)
 SHAPE = (3, 4, 4)  # C, H, W

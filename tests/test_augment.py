@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdaug.augment import OPS, build_augmentation, cutmix_box, random_crop
+from kdaug.train.augment import OPS, build_augmentation, cutmix_box, random_crop
 
 B, C, H, W, K = 8, 3, 32, 32, 10
 

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torchvision.transforms import AutoAugment, AutoAugmentPolicy, InterpolationMode
 from torchvision.transforms.autoaugment import _apply_op
 
-from kdaug.augment import OPS
-from kdaug.autoaugment import (
+from kdaug.train.augment import OPS
+from kdaug.train.autoaugment import (
     POLICIES,
     apply_action,
     autoaugment,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from kdaug.augment import OPS
-from kdaug.losses import RescaledKD, build_loss, rescale
+from kdaug.train.augment import OPS
+from kdaug.train.losses import RescaledKD, build_loss, rescale
 
 
 def _batch(n: int = 20, classes: int = 4):
@@ -89,7 +89,7 @@ def test_rescaled_logits_have_unit_std():
 
 
 def test_mean_entropy_metric_by_hand():
-    from kdaug.metrics import EvalData, compute_metrics
+    from kdaug.measure.metrics import EvalData, compute_metrics
 
     logits = np.log(np.array([[0.5, 0.5, 1e-300], [1.0, 1e-300, 1e-300]]))
     data = EvalData(logits, np.array([0, 0]), 3)
@@ -98,7 +98,7 @@ def test_mean_entropy_metric_by_hand():
 
 
 def test_vscore_metric_runs_per_group_the_split_has():
-    from kdaug.metrics import EvalData, applicable_metrics, compute_metrics
+    from kdaug.measure.metrics import EvalData, applicable_metrics, compute_metrics
 
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(4), 25)

@@ -7,8 +7,8 @@ import csv
 import numpy as np
 import pytest
 
-from kdaug import choi
-from kdaug.results import write_long_csv
+from kdaug.io import write_long_csv
+from kdaug.papers import choi2023 as choi
 
 
 def _row(seed, tarch, taug, metric, value, split="test", **student):

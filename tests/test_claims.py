@@ -10,9 +10,12 @@ import pytest
 import yaml
 from scipy import stats
 
-from kdaug import claims as C
-from kdaug.render import REPORTS
-from kdaug.results import LONG_COLUMNS, write_long_csv
+from kdaug.io import LONG_COLUMNS, write_long_csv
+from kdaug.papers import CLAIMS_DIR
+from kdaug.report import claims as C
+from kdaug.report.registry import REPORTS
+
+DAS_CLAIMS = CLAIMS_DIR / "das2020.yaml"
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPERS = ROOT.parent / "shared" / "papers"
@@ -273,7 +276,9 @@ def test_render_claims_from_a_long_csv(tmp_path) -> None:
     rows += [row(0, "lenet", "none", 0.5, split="cinic10")]
     write_long_csv(tmp_path / "metrics.csv", rows)
     exp_cfg = {"report": "das2020", "eval_splits": SPLITS}
-    verdicts = C.render_claims(tmp_path / "metrics.csv", exp_cfg, "last", tmp_path / "out/claims")
+    verdicts = C.render_claims(
+        tmp_path / "metrics.csv", exp_cfg, "last", tmp_path / "out/claims", DAS_CLAIMS
+    )
     by_id = {v.id: v.verdict for v in verdicts}
     assert by_id["lenet_test_acc_baseline_gt_cutmix"] == "holds"
     assert by_id["lenet_shifted_acc_baseline_gt_cutmix"] == "not in this experiment"
@@ -285,7 +290,9 @@ def test_render_claims_from_a_long_csv(tmp_path) -> None:
 def test_render_claims_leaves_the_papers_numbers_out_for_another_dataset(tmp_path) -> None:
     write_long_csv(tmp_path / "metrics.csv", paired_rows([0.70, 0.72, 0.71], [0.6, 0.63, 0.6]))
     exp_cfg = {"report": "das2020", "eval_splits": SPLITS, "compare_with_paper": False}
-    verdicts = C.render_claims(tmp_path / "metrics.csv", exp_cfg, "last", tmp_path / "claims")
+    verdicts = C.render_claims(
+        tmp_path / "metrics.csv", exp_cfg, "last", tmp_path / "claims", DAS_CLAIMS
+    )
     by_id = {v.id: v for v in verdicts}
     assert by_id["lenet_test_acc_baseline_gt_cutmix"].verdict == "holds"
     assert all(v.paper_a is None and v.paper_b is None for v in verdicts)
@@ -293,7 +300,7 @@ def test_render_claims_leaves_the_papers_numbers_out_for_another_dataset(tmp_pat
 
 
 def test_shipped_das2020_claims_load_and_use_known_names() -> None:
-    claims = C.load_claims(C.DEFAULT_CLAIMS)
+    claims = C.load_claims(DAS_CLAIMS)
     ids = {c.id for c in claims}
     assert len(claims) >= 12 and len(ids) == len(claims)
     for c in claims:
@@ -318,13 +325,13 @@ def test_shipped_claims_quote_the_paper_verbatim() -> None:
             pytest.fail(f"paper texts not found under {PAPERS}")
         pytest.skip(f"paper texts not found under {PAPERS}")
     flat = [re.sub(r"\s+", " ", t) for t in texts]
-    for c in C.load_claims(C.DEFAULT_CLAIMS):
+    for c in C.load_claims(DAS_CLAIMS):
         assert any(re.sub(r"\s+", " ", c.quote) in t for t in flat), c.id
 
 
 def test_shipped_claims_state_the_papers_own_direction_or_flag_it() -> None:
     """A claim whose printed numbers disagree with `expect` must carry a note saying so."""
-    for c in C.load_claims(C.DEFAULT_CLAIMS):
+    for c in C.load_claims(DAS_CLAIMS):
         agrees = (c.paper_a > c.paper_b) == (c.expect == "greater")
         assert agrees or (c.note and "contradicted" in c.note), c.id
 
@@ -339,7 +346,7 @@ def test_shipped_claims_on_the_demo_grid() -> None:
                     rows.append(row(seed, "teacher", aug, 0.5 + seed, metric=metric, split=split))
                     for model in ("lenet", "alexnet"):
                         rows.append(row(seed, model, aug, 0.5, metric=metric, split=split))
-    verdicts = C.verdict_rows(rows, C.load_claims(), SPLITS, "last", report="das2020")
+    verdicts = C.verdict_rows(rows, C.load_claims(DAS_CLAIMS), SPLITS, "last", report="das2020")
     by_id = {v.id: v for v in verdicts}
     assert by_id["teacher_human_kld_cutmix_lt_baseline"].verdict == "not in this experiment"
     assert by_id["mnist_lenet_test_loss_baseline_lt_cutmix"].verdict == "not in this experiment"

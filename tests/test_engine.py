@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from kdaug.augment import build_augmentation
 from kdaug.data.canonical import Split
-from kdaug.engine import DeviceData, Recipe, batches, evaluate, fit
-from kdaug.losses import CrossEntropy, HintonKD
+from kdaug.train.augment import build_augmentation
+from kdaug.train.engine import DeviceData, Recipe, batches, evaluate, fit
+from kdaug.train.losses import CrossEntropy, HintonKD
 
 
 class Tiny(nn.Module):
@@ -123,7 +123,7 @@ def test_recipe_rejects_unknown_keys() -> None:
 
 
 def _train_with(speed, epochs: int = 2, dropout: bool = True):
-    from kdaug.engine import Speed
+    from kdaug.train.engine import Speed
 
     torch.manual_seed(0)
     model = Tiny()
@@ -138,7 +138,7 @@ def _train_with(speed, epochs: int = 2, dropout: bool = True):
 
 
 def test_speed_auto_is_plain_float32_on_the_cpu() -> None:
-    from kdaug.engine import Speed
+    from kdaug.train.engine import Speed
 
     assert Speed().resolve(torch.device("cpu")) == Speed("fp32", "off", "off")
     assert Speed.from_config({"precision": "bf16", "threads": 2}).precision == "bf16"

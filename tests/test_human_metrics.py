@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from kdaug.metrics import (
+from kdaug.measure.metrics import (
     EvalData,
     applicable_metrics,
     compute_metrics,

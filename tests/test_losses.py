@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdaug.losses import HintonKD, build_loss, distillation_kl, soft_cross_entropy
+from kdaug.train.losses import HintonKD, build_loss, distillation_kl, soft_cross_entropy
 
 
 def softmax(row: list[float], t: float = 1.0) -> list[float]:

@@ -12,7 +12,7 @@ import scipy.stats
 from scipy.spatial.distance import cosine as cosine_distance
 from sklearn.metrics import precision_recall_fscore_support
 
-from kdaug.metrics import (
+from kdaug.measure.metrics import (
     METRICS,
     EvalData,
     class_separability_score,
@@ -179,7 +179,7 @@ def test_small_integer_labels_do_not_overflow() -> None:
 
 
 def test_metrics_module_does_not_import_torch() -> None:
-    code = "import sys, kdaug.metrics; print('torch' in sys.modules)"
+    code = "import sys, kdaug.measure.metrics; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -1,4 +1,4 @@
-"""Structural checks of the Choi et al. 2023 paper-values record (paper_values/choi2023.yaml)."""
+"""Structural checks of the Choi et al. 2023 paper-values record (papers/values/choi2023.yaml)."""
 
 import math
 import re
@@ -79,7 +79,7 @@ def cell(tables, table, row, column):
 
 
 def test_shipped_as_package_data():
-    assert resources.files("kdaug.paper_values").joinpath("choi2023.yaml").is_file()
+    assert resources.files("kdaug.papers").joinpath("values/choi2023.yaml").is_file()
 
 
 def test_top_level(doc, tables):

@@ -1,4 +1,4 @@
-"""Structural checks of the Wang et al. 2022 paper-values record (paper_values/wang2022.yaml)."""
+"""Structural checks of the Wang et al. 2022 paper-values record (papers/values/wang2022.yaml)."""
 
 import operator
 import re
@@ -72,7 +72,7 @@ def std_expected(table):
 
 
 def test_shipped_as_package_data():
-    assert resources.files("kdaug.paper_values").joinpath("wang2022.yaml").is_file()
+    assert resources.files("kdaug.papers").joinpath("values/wang2022.yaml").is_file()
 
 
 def test_top_level(doc, tables):

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from kdaug import plan, render
-from kdaug.results import row_augmentations, summarize, write_long_csv
+from kdaug.io import write_long_csv
+from kdaug.report.results import row_augmentations, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "config/config.yaml").read_text())

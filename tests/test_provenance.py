@@ -20,20 +20,28 @@ def test_imports_anywhere_in_a_file_and_dynamic_names(tmp_path):
         "from kdaug import plan\n"
         "def f():\n"
         "    from kdaug.models import zoo  # function-local\n"
-        "    return importlib.import_module('kdaug.wang')  # dynamic\n"
+        "    return importlib.import_module('kdaug.papers.wang2022')  # dynamic\n"
         "X = 'kdaug.no_such_module'\n"
     )
-    assert provenance.kdaug_imports(source) == {"io", "plan", "models", "models.zoo", "wang"}
+    assert provenance.kdaug_imports(source) == {
+        "io",
+        "plan",
+        "models",
+        "models.zoo",
+        "papers.wang2022",
+    }
 
 
 def test_closure_follows_imports_and_parent_packages():
     train = provenance.module_closure(provenance.kdaug_imports(SCRIPTS / "train.py"))
-    # augment.py imports autoaugment on its last line; models/ registers the zoo
-    assert {"training", "engine", "augment", "autoaugment", "losses"} <= train
-    assert {"models", "models.repdistiller", "models.repdistiller.wrn", "data"} <= train
-    assert "render" not in train and "choi" not in train  # training never imports these
+    # train/__init__ imports autoaugment (it registers itself); models/ registers the zoo
+    assert {"train.training", "train.engine", "train.augment", "train.autoaugment"} <= train
+    assert {"train.losses", "models", "models.repdistiller.wrn", "data"} <= train
+    assert not {m for m in train if m.startswith(("report", "papers"))}  # training never
     render = provenance.module_closure(provenance.kdaug_imports(SCRIPTS / "render_table.py"))
-    assert {"render", "tables", "wang", "choi", "vscore"} <= render  # renderers by name
+    # the papers package registers every paper
+    assert {"papers", "report.tables", "papers.wang2022", "papers.choi2023"} <= render
+    assert "measure.vscore" in render
 
 
 @pytest.fixture
@@ -53,7 +61,7 @@ def _edit(path: Path) -> None:
 def test_code_hash_ignores_comments_docstrings_imports_and_module_names(package_copy):
     train = SCRIPTS / "train.py"
     before = provenance.code_hash(train)
-    engine = package_copy / "engine.py"
+    engine = package_copy / "train/engine.py"
     text = engine.read_text()
     # a comment, a reworded docstring and one more (unused) import: nothing runs differently
     engine.write_text(
@@ -67,24 +75,24 @@ def test_code_hash_ignores_comments_docstrings_imports_and_module_names(package_
 
 
 def test_source_hash_does_not_depend_on_where_a_module_lives(package_copy):
-    before = provenance.source_hash(["engine", "losses"])
+    before = provenance.source_hash(["train.engine", "train.losses"])
     (package_copy / "moved").mkdir()
-    (package_copy / "engine.py").rename(package_copy / "moved/engine.py")
-    assert provenance.source_hash(["moved.engine", "losses"]) == before
+    (package_copy / "train/engine.py").rename(package_copy / "moved/engine.py")
+    assert provenance.source_hash(["moved.engine", "train.losses"]) == before
 
 
 def test_code_hash_changes_with_the_code_a_rule_runs_only(package_copy):
     train, render = SCRIPTS / "train.py", SCRIPTS / "render_table.py"
     before = {s: provenance.code_hash(s) for s in (train, render)}
-    _edit(package_copy / "choi.py")  # rendering code, not training code
+    _edit(package_copy / "papers/choi2023.py")  # rendering code, not training code
     assert provenance.code_hash(render) != before[render]
     assert provenance.code_hash(train) == before[train]
-    _edit(package_copy / "autoaugment.py")
+    _edit(package_copy / "train/autoaugment.py")
     assert provenance.code_hash(train) != before[train]
 
 
 def test_code_hash_covers_the_papers_values_tables_read(package_copy):
     render = SCRIPTS / "render_table.py"
     before = provenance.code_hash(render)
-    _edit(package_copy / "paper_values/choi2023.yaml")
+    _edit(package_copy / "papers/values/choi2023.yaml")
     assert provenance.code_hash(render) != before

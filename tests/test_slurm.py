@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from kdaug import render
+from kdaug import plan
 from test_workflow import ROOT, SNAKEMAKE, check_report_file, load_config, workdir
 
 pytestmark = pytest.mark.workflow
@@ -57,5 +57,5 @@ def test_demo_experiments_run_through_slurm(cluster, tmp_path) -> None:
     config = load_config("config/config.yaml", "config/demo.yaml", "tests/configs/fast.yaml")
     for experiment in EXPERIMENTS:
         base = wd / "results/experiments" / experiment
-        for name in render.report_files(config, experiment):
+        for name in plan.experiment_report_files(config, experiment):
             check_report_file(base / name)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from kdaug.augment import build_augmentation
-from kdaug.engine import Recipe, TeacherLogits, fit, step_batch, step_loss
-from kdaug.losses import HintonKD, RescaledKD
+from kdaug.train.augment import build_augmentation
+from kdaug.train.engine import Recipe, TeacherLogits, fit, step_batch, step_loss
+from kdaug.train.losses import HintonKD, RescaledKD
 from test_engine import Tiny, run, toy_data
 
 NONE = build_augmentation("none", [])

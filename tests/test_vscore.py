@@ -1,4 +1,4 @@
-"""Choi et al.'s V-score (kdaug.vscore) on toy clusters and a hand-computed example."""
+"""Choi et al.'s V-score (kdaug.measure.vscore) on toy clusters and a hand-computed example."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from sklearn.metrics import v_measure_score
 from threadpoolctl import threadpool_limits
 
-from kdaug.vscore import DISSIMILAR, SIMILAR, class_indices, v_score
+from kdaug.measure.vscore import DISSIMILAR, SIMILAR, class_indices, v_score
 
 # CIFAR-100's fine label names, in their (alphabetical) label order.
 CIFAR100 = (

@@ -13,7 +13,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdaug import plan
-from kdaug.augment import (
+from kdaug.data.canonical import Split
+from kdaug.measure.teacher_stats import (
+    TeacherStreamStats,
+    sample_correlation_mean,
+    sample_covariance_mean,
+    t_stddev,
+    teacher_stream,
+)
+from kdaug.train.augment import (
     AppendedAugmentation,
     Pick,
     augmentation_from_spec,
@@ -21,16 +29,8 @@ from kdaug.augment import (
     entropy,
     pick_highest_entropy,
 )
-from kdaug.data.canonical import Split
-from kdaug.engine import DeviceData, StepBatch, appended_rows, step_batch, step_loss
-from kdaug.losses import HintonKD
-from kdaug.teacher_stats import (
-    TeacherStreamStats,
-    sample_correlation_mean,
-    sample_covariance_mean,
-    t_stddev,
-    teacher_stream,
-)
+from kdaug.train.engine import DeviceData, StepBatch, appended_rows, step_batch, step_loss
+from kdaug.train.losses import HintonKD
 
 # -- T. stddev, v-bar, r-bar on constructed probability streams -------------------------
 

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from kdaug import wang
-from kdaug.results import write_long_csv
+from kdaug.io import write_long_csv
+from kdaug.papers import wang2022 as wang
 
 AUGS = ["append_identity", "append_flip", "append_cutmix", "append_cutmixpick_t"]
 PAIRS = {"wrn_40_2": ["wrn_16_2"], "resnet56": ["resnet20"]}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kdaug import plan, render
+from kdaug import plan
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -179,7 +179,7 @@ def test_demo_end_to_end_produces_every_table_and_figure(wd: Path) -> None:
     assert config["evaluation"]["selections"] == ["best_val"]
     for experiment in config["run"]:
         base = wd / plan.EXPERIMENT.format(experiment=experiment)
-        files = render.report_files(config, experiment)
+        files = plan.experiment_report_files(config, experiment)
         assert files, f"{experiment} renders nothing"
         for name in files:
             check_report_file(base / name)

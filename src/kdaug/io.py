@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -44,3 +45,24 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 def read_json(path: str | os.PathLike[str]) -> Any:
     return json.loads(Path(path).read_text())
+
+
+# The long metrics CSV: one row per cell x selection x split x metric. Metric jobs write
+# it, the report layer reads it.
+LONG_COLUMNS = (
+    "experiment", "dataset", "seed", "role", "teacher_arch", "teacher_aug", "kd",
+    "student_arch", "student_aug", "selection", "split", "metric", "value",
+)  # fmt: skip
+
+
+def write_long_csv(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, LONG_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if row.get(k) is None else row[k] for k in LONG_COLUMNS})
+
+
+def read_long_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))

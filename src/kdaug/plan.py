@@ -18,12 +18,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kdaug import papers  # noqa: F401  (registers every paper's reports)
+from kdaug.cells import (
+    MODELS,
+    SAME_AS_TEACHER,
+    Cell,
+    student_variants,
+    students_of,
+)
 from kdaug.data.datasets import BUILDERS
-from kdaug.results import SAME_AS_TEACHER
+from kdaug.report.registry import PAPERS, REPORTS, report_files
 
 NAME = r"[A-Za-z0-9_]+"
 WILDCARDS = {
@@ -44,7 +52,6 @@ WILDCARDS = {
 }
 
 DATA = "results/data/{dataset}/{split}.npz"
-MODELS = "results/models/{dataset}/seed{seed}"
 TEACHER_DIR = MODELS + "/{tarch}-{taug}"
 STUDENT_DIR = TEACHER_DIR + "/{kd}/{sarch}-{saug}"
 EVAL = MODELS + "/{model}/eval/{selection}/{split}"
@@ -65,49 +72,6 @@ TABLE_MD = f"{EXPERIMENT}/{{selection}}/{{table}}.md"
 FIGURE = f"{EXPERIMENT}/{{selection}}/{{figure}}.png"
 CLAIMS_CSV = f"{EXPERIMENT}/{{selection}}/claims.csv"
 CLAIMS_MD = f"{EXPERIMENT}/{{selection}}/claims.md"
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One trained model: a teacher, or a student distilled from one."""
-
-    dataset: str
-    seed: int
-    teacher_arch: str
-    teacher_aug: str
-    kd: str | None = None
-    student_arch: str | None = None
-    student_aug: str | None = None
-
-    @property
-    def role(self) -> str:
-        return "teacher" if self.kd is None else "student"
-
-    @property
-    def teacher(self) -> Cell:
-        return Cell(self.dataset, self.seed, self.teacher_arch, self.teacher_aug)
-
-    @property
-    def model(self) -> str:
-        """The ``{model}`` wildcard: the path below ``results/models/{dataset}/seed{seed}``."""
-        head = f"{self.teacher_arch}-{self.teacher_aug}"
-        if self.kd is None:
-            return head
-        return f"{head}/{self.kd}/{self.student_arch}-{self.student_aug}"
-
-    @property
-    def directory(self) -> str:
-        return f"{MODELS.format(dataset=self.dataset, seed=self.seed)}/{self.model}"
-
-    @property
-    def model_file(self) -> str:
-        return f"{self.directory}/model.pt"
-
-    def eval_file(self, selection: str, split: str, ext: str) -> str:
-        return f"{self.directory}/eval/{selection}/{split}.{ext}"
-
-    def identity(self) -> dict[str, Any]:
-        return {"role": self.role, **asdict(self)}
 
 
 class ConfigError(ValueError):
@@ -251,16 +215,6 @@ def _check_student_archs(config: Mapping[str, Any], exp: Mapping[str, Any], wher
             _require(config["architectures"], arch, "architecture", f"{where}.students")
 
 
-def students_of(exp: Mapping[str, Any], teacher_arch: str) -> list[str]:
-    """The student archs distilled from ``teacher_arch``: ``students.archs`` is a list
-    crossed with every teacher arch, or a mapping teacher arch -> list (Wang et al.'s
-    teacher/student pairs)."""
-    archs = exp["students"]["archs"]
-    if isinstance(archs, Mapping):
-        return list(archs.get(teacher_arch, []))
-    return list(archs)
-
-
 def _check_appended(config: Mapping[str, Any], exp: Mapping[str, Any], where: str) -> None:
     """An appended copy x' is trained with the distillation term only, so it needs a
     student and a KD loss (Wang et al. sec. 4.1)."""
@@ -283,21 +237,13 @@ def _check_appended(config: Mapping[str, Any], exp: Mapping[str, Any], where: st
 
 def _check_report(exp: Mapping[str, Any], where: str) -> None:
     """Every table and figure of the experiment's report reads a split it evaluates."""
-    from kdaug.render import REPORTS
-
-    missing = REPORTS.get(exp["report"]).split_roles() - set(exp["eval_splits"])
+    report = REPORTS.get(exp["report"])
+    missing = PAPERS.get(report.paper).split_roles(report) - set(exp["eval_splits"])
     if missing:
         raise ConfigError(
             f"{where}.eval_splits: the {exp['report']} report needs the split roles "
             f"{sorted(missing)}"
         )
-
-
-def student_augmentations(exp: Mapping[str, Any], teacher_aug: str) -> list[str]:
-    """``students.augmentations: same_as_teacher`` pairs each student with its teacher's
-    augmentation (Das et al.'s Table 8 ablation) instead of crossing the two lists."""
-    augs = exp["students"]["augmentations"]
-    return [teacher_aug] if augs == SAME_AS_TEACHER else list(augs)
 
 
 def experiment_cells(config: Mapping[str, Any], experiment: str) -> list[Cell]:
@@ -316,19 +262,6 @@ def experiment_cells(config: Mapping[str, Any], experiment: str) -> list[Cell]:
         for kd, saug in student_variants(exp, t.teacher_aug)
     ]
     return teachers + students
-
-
-def student_variants(exp: Mapping[str, Any], teacher_aug: str) -> list[tuple[str, str]]:
-    """(KD method, student augmentation) of each student of a teacher: the cross product
-    of ``students.kd_methods`` and ``students.augmentations``, or the explicit list
-    ``students.variants`` (Wang et al.'s Table 1 rows: KD, KD+CutMix, KD_960, ...)."""
-    if "variants" in exp["students"]:
-        return [(v["kd_method"], v["augmentation"]) for v in exp["students"]["variants"]]
-    return [
-        (kd, saug)
-        for kd in exp["students"]["kd_methods"]
-        for saug in student_augmentations(exp, teacher_aug)
-    ]
 
 
 @dataclass(frozen=True)
@@ -559,11 +492,16 @@ def student_inputs(
 
 
 def experiment_outputs(config: Mapping[str, Any], experiment: str) -> list[str]:
-    """The tables and figures of one experiment (see :mod:`kdaug.render`)."""
-    from kdaug.render import report_files
-
+    """The tables, figures and claims files of one experiment (its report's, see
+    :mod:`kdaug.report.registry`)."""
     base = EXPERIMENT.format(experiment=experiment)
-    return [f"{base}/{f}" for f in report_files(config, experiment)]
+    return [f"{base}/{f}" for f in experiment_report_files(config, experiment)]
+
+
+def experiment_report_files(config: Mapping[str, Any], experiment: str) -> list[str]:
+    """The files rendering an experiment produces, relative to its directory."""
+    report = REPORTS.get(config["experiments"][experiment]["report"])
+    return report_files(report, config["evaluation"]["selections"])
 
 
 def cell_from_wildcards(dataset: str, seed: int | str, model: str) -> Cell:

@@ -76,7 +76,7 @@ def _is_docstring(node: ast.AST) -> bool:
 
 
 # Package data a module reads at run time (not visible as an import): module -> folder.
-DATA_READ_BY = {"tables": "paper_values"}
+DATA_READ_BY = {"report.tables": "papers"}
 _DYNAMIC_NAME = re.compile(r"kdaug(\.[A-Za-z_]\w*)+")
 
 

@@ -1,7 +1,7 @@
 """Rule attack_model: FGSM / I-FGSM accuracy of one (model, selection, split)."""
 
 from kdaug.joblog import device_job
-from kdaug.robustness import attack_file
+from kdaug.measure.robustness import attack_file
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with device_job(sm.log[0], sm.config["runtime"]):

@@ -1,7 +1,7 @@
 """Rule collect_metrics: every metrics file of an experiment into one long CSV."""
 
-from kdaug.evaluation import collect
 from kdaug.joblog import job_log
+from kdaug.measure.evaluation import collect
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with job_log(sm.log[0]):

@@ -1,7 +1,7 @@
 """Rule compute_metrics: the configured metrics of one (model, selection, split)."""
 
-from kdaug.evaluation import metrics_file
 from kdaug.joblog import job_log
+from kdaug.measure.evaluation import metrics_file
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with job_log(sm.log[0]):

@@ -1,7 +1,7 @@
 """Rule extract_outputs: logits (+ embeddings) of one model on one split."""
 
-from kdaug.extract import extract_outputs
 from kdaug.joblog import device_job
+from kdaug.measure.extract import extract_outputs
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with device_job(sm.log[0], sm.config["runtime"]):

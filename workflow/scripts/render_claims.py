@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from kdaug.claims import render_claims
 from kdaug.joblog import job_log
+from kdaug.papers import render_claims
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with job_log(sm.log[0]):

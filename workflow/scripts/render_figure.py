@@ -1,7 +1,7 @@
 """Rule render_figure: one figure of an experiment's report, as PNG."""
 
 from kdaug.joblog import job_log
-from kdaug.render import render_figure
+from kdaug.papers import render_figure
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with job_log(sm.log[0]):

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from kdaug.joblog import job_log
-from kdaug.render import render_table
+from kdaug.papers import render_table
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with job_log(sm.log[0]):

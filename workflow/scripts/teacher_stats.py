@@ -1,7 +1,7 @@
 """Rule teacher_stats: Wang et al.'s T. stddev, v-bar and r-bar of one student cell."""
 
 from kdaug.joblog import device_job
-from kdaug.teacher_stats import cell_teacher_stats
+from kdaug.measure.teacher_stats import cell_teacher_stats
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with device_job(sm.log[0], sm.config["runtime"]):

@@ -1,7 +1,7 @@
 """Rules train_teacher and distill_student: train one cell and write its model file."""
 
 from kdaug.joblog import device_job
-from kdaug.training import train_cell
+from kdaug.train.training import train_cell
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with device_job(sm.log[0], sm.config["runtime"]):

@@ -1,7 +1,7 @@
 """Choi et al. (2023) Table 3: a trained model's accuracy under white-box attacks.
 
 The attack rule loads the model (not its stored logits: the attacks need gradients) and
-evaluates FGSM and I-FGSM (:mod:`kdaug.attacks`) on one split at each configured
+evaluates FGSM and I-FGSM (:mod:`kdaug.measure.attacks`) on one split at each configured
 perturbation size, in [0, 1] pixel units.
 """
 
@@ -35,10 +35,10 @@ def attack_file(
 ) -> dict[str, float]:
     """Accuracy under FGSM and I-FGSM (``steps`` equal steps) at every ``eps``, as JSON."""
     # Imported here: the report code imports this module for its metric names only.
-    from kdaug.attacks import adversarial_accuracy
     from kdaug.data.canonical import load_split
-    from kdaug.engine import DeviceData
-    from kdaug.training import load_trained, pick_device
+    from kdaug.measure.attacks import adversarial_accuracy
+    from kdaug.train.engine import DeviceData
+    from kdaug.train.training import load_trained, pick_device
 
     device = pick_device(threads)
     model, payload = load_trained(model_path, device, selection)

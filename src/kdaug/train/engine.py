@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdaug.augment import AnyAugmentation, AppendedAugmentation, Pick, pick_highest_entropy
 from kdaug.data.canonical import Split
 from kdaug.io import atomic_path
-from kdaug.losses import LossFn
+from kdaug.train.augment import AnyAugmentation, AppendedAugmentation, Pick, pick_highest_entropy
+from kdaug.train.losses import LossFn
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@
   row and teacher/student pair.
 - ``choi2023_robustness`` (Table 3, Figure 7): accuracy under FGSM and I-FGSM per eps.
 
-Published values (``paper_values/choi2023.yaml``: Tables 1, 3, 4) sit beside ours when the
+Published values (``papers/values/choi2023.yaml``: Tables 1, 3, 4) sit beside ours when the
 experiment's dataset is the paper's (``cifar100``) and ``compare_with_paper`` is not false.
 Table 4's cells are found by the augmentation names; Tables 1 and 3 by
 ``experiments.<name>.paper_rows`` (our ``<kd method>/<augmentation>`` row, or ``teacher``
@@ -34,13 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from kdaug.io import atomic_path
-from kdaug.plan import Cell as ModelCell
-from kdaug.plan import student_variants, students_of
-from kdaug.results import Summary, read_long_csv, summarize
-from kdaug.robustness import ATTACKS, attack_metric
-from kdaug.tables import Cell, PaperLookup, Table, paper_lookup
-from kdaug.wang import WangResults, accuracy_table
+from kdaug.cells import Cell as ModelCell
+from kdaug.cells import student_variants, students_of
+from kdaug.io import atomic_path, read_long_csv
+from kdaug.measure.robustness import ATTACKS, attack_metric
+from kdaug.papers.wang2022 import WangResults, accuracy_table
+from kdaug.report.registry import Paper, Report, register_paper, register_report
+from kdaug.report.results import Summary, summarize
+from kdaug.report.tables import Cell, PaperLookup, Table, paper_lookup
 
 PAPER = "choi2023"
 # Per dataset: the paper's tables of each kind (a dataset not listed has no paper values).
@@ -63,7 +64,8 @@ def _paper_lookup(exp: Mapping[str, Any], kind: str) -> PaperLookup:
 
 
 class ChoiResults:
-    """Values over seeds of one experiment (the index of :class:`kdaug.wang.WangResults`)."""
+    """Values over seeds of one experiment (the index of
+    :class:`kdaug.papers.wang2022.WangResults`)."""
 
     def __init__(self, rows, exp: Mapping[str, Any]):
         self.exp = exp
@@ -459,7 +461,7 @@ def _load_outputs(
     exp: Mapping[str, Any], name: str, outputs: Sequence[str]
 ) -> dict[tuple[str, str], Any]:
     """(model label, split) -> EvalData, from ``outputs`` in :func:`figure_sources` order."""
-    from kdaug.evaluation import load_eval_data
+    from kdaug.measure.evaluation import load_eval_data
 
     keys = [(label, s) for s in _figure_splits(exp, name) for label, _ in scenario_models(exp)]
     if len(outputs) != len(keys):
@@ -481,8 +483,8 @@ def plot_tsne(exp: Mapping[str, Any], selection: str, outputs: Sequence[str], pa
     each class's centre (star) and the V-score of the group (as in the tables)."""
     from sklearn.manifold import TSNE
 
-    from kdaug.metrics import standardize
-    from kdaug.vscore import class_indices, v_score
+    from kdaug.measure.metrics import standardize
+    from kdaug.measure.vscore import class_indices, v_score
 
     groups = exp.get("vscore_groups") or {}
     if not groups:
@@ -542,8 +544,8 @@ def plot_class_distributions(
     """Figure 4: per model (columns) and split (rows), the mean predicted distribution of
     each class of the first V-score group (heat-map rows) over all classes, with the
     model's accuracy and mean entropy on all samples of the split."""
-    from kdaug.metrics import log_softmax
-    from kdaug.vscore import class_indices
+    from kdaug.measure.metrics import log_softmax
+    from kdaug.measure.vscore import class_indices
 
     groups = exp.get("vscore_groups") or {}
     if not groups:
@@ -634,3 +636,56 @@ def render(
         TABLES[name](ChoiResults(rows, exp), selection).write(Path(out))
     else:
         FIGURES[name](ChoiResults(rows, exp), selection, out)
+
+
+register_paper(
+    Paper(
+        PAPER,
+        "Choi et al. 2023: mixup and KD",
+        render,
+        tables={name: "" for name in (*TABLES, "table1_rescaled")},
+        figures={name: "" for name in (*FIGURES, *OUTPUT_FIGURES)},
+        figure_sources=figure_sources,
+    )
+)
+# The mixup scenarios (Figure 2, V-scores, entropies), temperature heat maps (Figure 5),
+# partial mixup grid (Table 4, Figure 6), rescaled-logit KD (Table 1) and robustness to
+# attacks (Table 3, Figure 7).
+for _name, _tables, _figures, _claim in (
+    (
+        "choi2023_scenarios",
+        ("table_scenarios", "table_vscore"),
+        ("figure2_scenarios", "figure3_tsne", "figure4_class_distributions"),
+        "A mixup-trained teacher makes a worse student (Mix-T&S below T&S); mixup disperses "
+        "the features of similar classes and smooths the outputs (Choi et al. 2023, Figs. 1-4).",
+    ),
+    (
+        "choi2023_temperature",
+        ("table_temperature",),
+        ("figure5_temperature",),
+        "With a mixup-trained teacher a low temperature (T = 1) distills better than T = 4 "
+        "(Choi et al. 2023, Fig. 5).",
+    ),
+    (
+        "choi2023_partial_mixup",
+        ("table4_partial_mixup",),
+        ("figure6_partial_mixup",),
+        "Mixing only part of each batch (PMU) matches or beats full mixup (Choi et al. 2023, "
+        "Table 4, Fig. 6).",
+    ),
+    (
+        "choi2023_rescaled",
+        ("table1_rescaled",),
+        (),
+        "Rescaled-logit KD with partial mixup beats KD and the other distillation methods "
+        "(Choi et al. 2023, Table 1).",
+    ),
+    (
+        "choi2023_robustness",
+        ("table3_robustness",),
+        ("figure7_robustness",),
+        "Rescaled-logit KD with PMU is more robust to FGSM and I-FGSM than vanilla training "
+        "and KD, with or without mixup (Choi et al. 2023, Table 3).",
+    ),
+):
+    register_report(_name, Report(PAPER, _tables, _figures, claims=False, claim=_claim))

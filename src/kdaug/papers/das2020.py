@@ -1,15 +1,18 @@
-"""Figures of Das et al. 2020 from an experiment's metrics and stored model outputs.
+"""Das et al. 2020, *An Empirical Analysis of the Impact of Data Augmentation on Knowledge
+Distillation*: its tables, figures and claims, registered into :mod:`kdaug.report.registry`.
 
-Each figure is registered with the inputs it reads: the collected metrics CSV (bar
-charts over seeds), or the stored outputs (logits, embeddings, soft labels) of every
+Tables are :class:`~kdaug.report.tables.TableSpec` s over the experiment's collected
+metrics (rows: the teacher's or the student's augmentation; columns: the teacher and its
+students). Each figure is registered with the inputs it reads: the collected metrics CSV
+(bar charts over seeds), or the stored outputs (logits, embeddings, soft labels) of every
 model of the first seed on one evaluation split (heat maps, reliability curves, t-SNE).
-:func:`figure_sources` names those output files; the workflow makes them the rule's
-inputs and the plotting code reads them back by the same names.
+:func:`figure_sources` names those output files; the workflow makes them the rule's inputs
+and the plotting code reads them back by the same names. The claims checked over seeds are
+in ``claims/das2020.yaml``.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,10 +21,105 @@ from typing import Any
 
 import numpy as np
 
-from kdaug import metrics
-from kdaug.io import atomic_path
-from kdaug.plan import Cell
-from kdaug.results import Results, read_long_csv, row_augmentations, row_values
+from kdaug.cells import Cell
+from kdaug.io import read_long_csv
+from kdaug.measure import metrics
+from kdaug.report import plots
+from kdaug.report.registry import Paper, Report, register_paper, register_report
+from kdaug.report.results import Results, row_augmentations, row_values
+from kdaug.report.tables import TableSpec, build_table
+
+PAPER = "das2020"
+
+STUDENT_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
+TEST_AND_SHIFTED = ("test", "shifted")
+
+DAS_TABLES = {
+    t.name: t
+    for t in (
+        TableSpec(
+            "table1_test",
+            "Table 1 analogue (Das et al. 2020): accuracy, KL divergence to the human label "
+            "distributions (KL(human || model), mean over images) and ECE (15 bins) of the "
+            "teachers and their KD students, per teacher augmentation.",
+            ("accuracy", "kld_human", "ece"),
+            ("human",),
+            paper_table="table1_test",
+        ),
+        TableSpec(
+            "table2_shifted",
+            "Table 2 analogue: accuracy on the shifted test split (CINIC-10's ImageNet "
+            "images for CIFAR-10; the corrupted test split for the digits demo).",
+            ("accuracy",),
+            ("shifted",),
+            paper_table="table2_shifted",
+        ),
+        TableSpec(
+            "table3_mnist",
+            "Table 3 analogue (MNIST protocol): test accuracy and test loss (mean "
+            "cross-entropy) of the AlexNet teachers per augmentation and their LeNet students.",
+            ("accuracy", "test_loss"),
+            paper_table="table3_mnist",
+        ),
+        TableSpec(
+            "table4_separability",
+            "Table 4 analogue: class-separability S_f = (1/C^2) sum_ij KL(p_i || p_j) of the "
+            "class-mean predicted distributions on the test split.",
+            ("class_separability",),
+            paper_table="table4_separability",
+        ),
+        TableSpec(
+            "table5_discrimination",
+            "Table 5 analogue: cohesion, adhesion and class-discrimination of the teachers' "
+            "standardised penultimate embeddings on the test split.",
+            ("cohesion", "adhesion", "class_discrimination"),
+            models="teacher",
+            paper_table="table5_discrimination",
+        ),
+        TableSpec(
+            "table6_students",
+            "Table 6 analogue: accuracy and macro precision / recall / F1 of every student "
+            "(distilled without augmentation) on both test sets.",
+            STUDENT_METRICS,
+            TEST_AND_SHIFTED,
+            models="students",
+            layout="long",
+            paper_table="table6_students",
+        ),
+        TableSpec(
+            "table7_augmented_students",
+            "Table 7 analogue (ablation): the baseline teacher distilled into LeNet students "
+            "trained with each augmentation (rows: the student's augmentation).",
+            STUDENT_METRICS,
+            TEST_AND_SHIFTED,
+            models="students",
+            rows="student_aug",
+            layout="long",
+            paper_table="table7_baseline_teacher_augmented_student",
+        ),
+        TableSpec(
+            "table8_same_augmentation",
+            "Table 8 analogue (ablation): teacher and LeNet student trained with the same "
+            "augmentation (rows).",
+            STUDENT_METRICS,
+            TEST_AND_SHIFTED,
+            models="students",
+            layout="long",
+            paper_table="table8_same_augmentation",
+        ),
+        TableSpec(
+            "table9_teachers",
+            "Table 9 analogue: accuracy and macro precision / recall / F1 of every teacher on "
+            "both test sets.",
+            STUDENT_METRICS,
+            TEST_AND_SHIFTED,
+            models="teacher",
+            layout="long",
+            paper_table="table9_teachers",
+        ),
+    )
+}
+
 
 Plot = Callable[["FigureInputs", str, Path], None]
 
@@ -49,7 +147,7 @@ class FigureInputs:
         return Results(read_long_csv(self.metrics_csv), self.exp)
 
     def load(self, row: str, model: str) -> metrics.EvalData:
-        from kdaug.evaluation import load_eval_data
+        from kdaug.measure.evaluation import load_eval_data
 
         return load_eval_data(self.outputs[(row, model)])
 
@@ -69,7 +167,7 @@ def model_cell(exp: Mapping[str, Any], seed: int, row: str, model: str) -> Cell:
     return Cell(exp["dataset"], seed, tarch, taug, kd, model, saug)
 
 
-def figure_sources(
+def figure_files(
     exp: Mapping[str, Any], spec: FigureSpec, selection: str
 ) -> dict[tuple[str, str], str]:
     """(row, model) -> the outputs file a figure reads (first seed, one split)."""
@@ -86,21 +184,6 @@ def figure_sources(
     }
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    _pyplot().close(fig)
-
-
 def _model_label(exp: Mapping[str, Any], model: str) -> str:
     return f"teacher ({exp['teachers']['archs'][0]})" if model == "teacher" else f"{model} student"
 
@@ -109,35 +192,27 @@ def _model_label(exp: Mapping[str, Any], model: str) -> str:
 
 
 def _bars(inputs: FigureInputs, selection: str, path: Path, metric: str, role: str) -> None:
-    plt = _pyplot()
+    plt = plots.pyplot()
     results, exp = inputs.results, inputs.exp
     augs, models = results.row_values("teacher_aug"), results.models("all")
     split = results.split(role)
-    width = 0.8 / len(models)
-    fig, ax = plt.subplots(figsize=(2.6 + 1.3 * len(augs), 3.8), dpi=150)
-    n_seeds, top = 0, 0.0
-    for i, model in enumerate(models):
-        stats = [results.summary(selection, split, model, metric, "teacher_aug", a) for a in augs]
-        n_seeds = max(n_seeds, *(s.n for s in stats))
-        means = np.array([s.mean for s in stats])
-        errs = np.array([s.std if s.n > 1 else 0.0 for s in stats])
-        top = max(top, float(np.nanmax(means + errs)) if len(means) else 0.0)
-        xs = np.arange(len(augs)) + (i - (len(models) - 1) / 2) * width
-        bars = ax.bar(xs, means, width, yerr=errs, capsize=3, label=_model_label(exp, model))
-        ax.bar_label(
-            bars, labels=[f"{m:.2f}" for m in means], label_type="center", fontsize=7,
-            color="white", rotation=90,
-        )  # fmt: skip
-    ax.set_xticks(np.arange(len(augs)), augs)
+    fig, ax = plt.subplots(figsize=(2.6 + 1.3 * len(augs), 3.8), dpi=plots.DPI)
+    series = {
+        _model_label(exp, m): [
+            results.summary(selection, split, m, metric, "teacher_aug", a) for a in augs
+        ]
+        for m in models
+    }
+    n_seeds = max((s.n for values in series.values() for s in values), default=0)
+    top = plots.grouped_bars(
+        ax, augs, series, f"{metric} on {split}", value_labels=True, legend="right"
+    )
     ax.set_xlabel("teacher augmentation")
-    ax.set_ylabel(f"{metric} on {split}")
     ax.set_ylim(0, 1.0 if metric == "accuracy" else max(top * 1.15, 1e-3))
     spread = "mean ± std over" if n_seeds > 1 else "from"
     ax.set_title(f"{metric} per model ({selection} weights; {spread} {n_seeds} seed(s))")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    _save(fig, path)
+    plots.save(fig, path)
 
 
 def plot_teacher_vs_student(inputs: FigureInputs, selection: str, path: Path) -> None:
@@ -160,7 +235,7 @@ def _heatmap_grid(
     xlabel: str,
 ) -> None:
     """One heat map per (model row, augmentation column) on one colour scale."""
-    plt = _pyplot()
+    plt = plots.pyplot()
     keys = list(inputs.outputs)
     augs = list(dict.fromkeys(r for r, _ in keys))
     models = list(dict.fromkeys(m for _, m in keys))
@@ -192,7 +267,7 @@ def _heatmap_grid(
     fig.suptitle(title, fontsize=10)
     if image is not None:  # one colour scale for every panel, as in the paper
         fig.colorbar(image, ax=axes, shrink=0.6, label=colorbar)
-    _save(fig, path)
+    plots.save(fig, path)
 
 
 def _class_names(outputs_file: str) -> list[str]:
@@ -202,7 +277,7 @@ def _class_names(outputs_file: str) -> list[str]:
 
 def plot_human_confidence(inputs: FigureInputs, selection: str, path: Path) -> None:
     """Figure 3: mean human label distribution per true class, diagonal masked."""
-    plt = _pyplot()
+    plt = plots.pyplot()
     data = inputs.load(*next(iter(inputs.outputs)))
     if data.soft_labels is None:
         raise ValueError("figure 3 needs a split with human soft labels")
@@ -217,7 +292,7 @@ def plot_human_confidence(inputs: FigureInputs, selection: str, path: Path) -> N
     ax.set_title("Average human confidence per true class\n(diagonal masked)", fontsize=10)
     fig.colorbar(image, ax=ax, label="mean probability")
     fig.tight_layout()
-    _save(fig, path)
+    plots.save(fig, path)
 
 
 def plot_relative_kl(inputs: FigureInputs, selection: str, path: Path) -> None:
@@ -256,7 +331,7 @@ def plot_masked_confusion(inputs: FigureInputs, selection: str, path: Path) -> N
 def plot_reliability(inputs: FigureInputs, selection: str, path: Path) -> None:
     """Figure 5: accuracy against confidence in equal-width bins, one panel per model,
     one curve per teacher augmentation (bins with no samples are skipped)."""
-    plt = _pyplot()
+    plt = plots.pyplot()
     keys = list(inputs.outputs)
     augs = list(dict.fromkeys(r for r, _ in keys))
     models = list(dict.fromkeys(m for _, m in keys))
@@ -279,7 +354,7 @@ def plot_reliability(inputs: FigureInputs, selection: str, path: Path) -> None:
     axes[0].set_ylabel("accuracy")
     fig.suptitle(f"Reliability diagrams ({selection} weights)", fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
+    plots.save(fig, path)
 
 
 def plot_tsne(inputs: FigureInputs, selection: str, path: Path) -> None:
@@ -287,7 +362,7 @@ def plot_tsne(inputs: FigureInputs, selection: str, path: Path) -> None:
     (``figures.tsne_classes``; default the first four), one panel per augmentation."""
     from sklearn.manifold import TSNE
 
-    plt = _pyplot()
+    plt = plots.pyplot()
     options = inputs.exp.get("figures", {})
     augs = [r for r, _ in inputs.outputs]
     names = _class_names(next(iter(inputs.outputs.values())))
@@ -319,7 +394,7 @@ def plot_tsne(inputs: FigureInputs, selection: str, path: Path) -> None:
     axes[-1].legend(fontsize=7, markerscale=3, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.suptitle(f"t-SNE of teacher penultimate embeddings ({selection} weights)", fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
+    plots.save(fig, path)
 
 
 FIGURE_SPECS = {
@@ -383,7 +458,7 @@ FIGURE_SPECS = {
 }
 
 
-def render_figure(
+def draw_figure(
     spec: FigureSpec,
     exp: Mapping[str, Any],
     selection: str,
@@ -392,11 +467,114 @@ def render_figure(
     path: str | os.PathLike[str],
 ) -> None:
     """Draw ``spec`` from the given inputs (outputs in :func:`figure_sources` order)."""
-    sources = figure_sources(exp, spec, selection)
+    sources = figure_files(exp, spec, selection)
     if len(outputs) != len(sources):
         raise ValueError(f"{spec.name} expects {len(sources)} outputs files, got {len(outputs)}")
     mapping = dict(zip(sources, outputs, strict=True))
     spec.plot(FigureInputs(exp, metrics_csv, mapping), selection, Path(path))
 
 
-__all__ = ["FIGURE_SPECS", "FigureSpec", "figure_sources", "math", "render_figure"]
+def split_roles(report: Report) -> set[str]:
+    """The evaluation split roles a Das report reads (the experiment must define them)."""
+    roles = {r for t in report.tables for r in DAS_TABLES[t].split_roles}
+    for name in report.figures:
+        role = FIGURE_SPECS[name].split_role
+        if role != "human_or_test":
+            roles.add(role)
+    return roles
+
+
+def figure_sources(exp: Mapping[str, Any], figure: str, selection: str) -> list[str]:
+    """The outputs files figure ``figure`` reads, in the order :func:`render` takes them."""
+    return list(figure_files(exp, FIGURE_SPECS[figure], selection).values())
+
+
+def render(
+    long_csv: str | os.PathLike[str] | None,
+    exp: Mapping[str, Any],
+    selection: str,
+    name: str,
+    out: str,
+    outputs: Sequence[str] = (),
+) -> None:
+    """Write table ``name`` (``out`` is the stem) or draw figure ``name`` (``out``: PNG)."""
+    if name in FIGURE_SPECS:
+        csv = None if long_csv is None else str(long_csv)
+        draw_figure(FIGURE_SPECS[name], exp, selection, csv, outputs, out)
+        return
+    results = Results(read_long_csv(long_csv), exp)
+    # Published values sit beside ours only where the experiment is the paper's own
+    # (the demo's digits are not CIFAR-10: a difference to the paper would mislead).
+    paper = PAPER if exp.get("compare_with_paper", True) else None
+    build_table(results, DAS_TABLES[name], selection, paper).write(out)
+
+
+register_paper(
+    Paper(
+        PAPER,
+        "Das et al. 2020: augmented teachers",
+        render,
+        tables={name: spec.caption for name, spec in DAS_TABLES.items()},
+        figures={name: spec.caption for name, spec in FIGURE_SPECS.items()},
+        figure_sources=figure_sources,
+        split_roles=split_roles,
+        claims_file="das2020.yaml",
+    )
+)
+
+register_report(
+    "das2020",
+    Report(
+        PAPER,
+        (
+            "table1_test",
+            "table2_shifted",
+            "table4_separability",
+            "table5_discrimination",
+            "table6_students",
+            "table9_teachers",
+        ),
+        (
+            "figure1_teacher_vs_student",
+            "figure3_human_confidence",
+            "figure4_tsne",
+            "figure5_reliability",
+            "figure6_relative_kl",
+            "figure7_ece",
+            "figure8_masked_confusion",
+        ),
+        claim="A teacher trained with a mixed-sample augmentation (Mixup, CutMix) distills a "
+        "worse student than one trained without it, although it is as accurate or better "
+        "itself (Das et al. 2020, abstract and Tables 1-3).",
+    ),
+)
+register_report(
+    "das2020_mnist",
+    Report(
+        PAPER,
+        ("table3_mnist",),
+        ("figure1_teacher_vs_student",),
+        claim="On MNIST too, AlexNet teachers trained with Mixup or CutMix make worse LeNet "
+        "students (Das et al. 2020, Table 3).",
+    ),
+)
+register_report(
+    "das2020_augmented_students",
+    Report(
+        PAPER,
+        ("table7_augmented_students",),
+        claim="Augmenting the student's own training does not undo the effect of the "
+        "teacher's augmentation (Das et al. 2020, Table 7).",
+    ),
+)
+# The paper states no claim about this ablation beyond its table.
+register_report(
+    "das2020_same_augmentation",
+    Report(
+        PAPER,
+        ("table8_same_augmentation",),
+        claims=False,
+        claim="Teacher and student sharing one augmentation (Das et al. 2020, Table 8): no "
+        "claim beyond the table.",
+    ),
+)

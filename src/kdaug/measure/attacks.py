@@ -6,7 +6,7 @@ Fast Gradient Sign Method (Goodfellow et al. 2015) and its iterative form (Kurak
 every pixel of an image in [0, 1] (0, 0.001, 0.003, 0.005, 0.01).
 
 The attacks work in *pixel* space: ``x`` is the image in [0, 1], the model sees
-``normalize(x) = (x - mean) / std`` (:meth:`kdaug.engine.DeviceData.normalize`), and the
+``normalize(x) = (x - mean) / std`` (:meth:`kdaug.train.engine.DeviceData.normalize`), and the
 gradient is taken with respect to ``x`` through ``normalize``, so ``eps`` is a pixel
 budget whatever the normalisation. With ``L(x) = CE(model(normalize(x)), y)``:
 
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdaug.engine import DeviceData
+from kdaug.train.engine import DeviceData
 
 Normalize = Callable[[torch.Tensor], torch.Tensor]
 ATTACK_METHODS = ("fgsm", "ifgsm")

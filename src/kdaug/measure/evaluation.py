@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from kdaug.io import read_json, write_json
-from kdaug.metrics import EvalData, applicable_metrics, compute_metrics
-from kdaug.results import write_long_csv
+from kdaug.io import read_json, write_json, write_long_csv
+from kdaug.measure.metrics import EvalData, applicable_metrics, compute_metrics
 
 
 def load_eval_data(path: str | os.PathLike[str], **options: Any) -> EvalData:
@@ -44,7 +43,7 @@ def metrics_file(
     """Compute ``metrics`` on one outputs file and write them with the cell's identity.
 
     Metrics whose input the split lacks (embeddings, human soft labels) are skipped, not
-    failed: see :func:`kdaug.metrics.applicable_metrics`.
+    failed: see :func:`kdaug.measure.metrics.applicable_metrics`.
     """
     data = load_eval_data(outputs_path, ece_bins=ece_bins, vscore_groups=dict(vscore_groups or {}))
     values = compute_metrics(data, applicable_metrics(data, metrics))
@@ -65,7 +64,7 @@ def collect(
     metrics_paths: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str], experiment: str
 ) -> None:
     """Write one long CSV row per (metrics file, metric); teacher-statistics files
-    (:mod:`kdaug.teacher_stats`) are collected the same way, under their own split."""
+    (:mod:`kdaug.measure.teacher_stats`) are collected the same way, under their own split."""
     rows = []
     for path in metrics_paths:
         record = read_json(path)

@@ -9,9 +9,7 @@ standard deviation and a 95% t-interval.
 
 from __future__ import annotations
 
-import csv
 import math
-import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,33 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from kdaug.io import atomic_path
-
-# The config keyword for students trained with their teacher's augmentation (defined here,
-# not in kdaug.plan, so that metric jobs do not import the planning and rendering code).
-SAME_AS_TEACHER = "same_as_teacher"
-
-STREAM_SPLIT = "train_stream"
-"""The ``split`` Wang et al.'s teacher statistics are filed under in an experiment's
-metrics CSV (defined here so that rendering does not import the torch-side module)."""
-
-LONG_COLUMNS = (
-    "experiment", "dataset", "seed", "role", "teacher_arch", "teacher_aug", "kd",
-    "student_arch", "student_aug", "selection", "split", "metric", "value",
-)  # fmt: skip
-
-
-def write_long_csv(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, LONG_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if row.get(k) is None else row[k] for k in LONG_COLUMNS})
-
-
-def read_long_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+from kdaug.cells import SAME_AS_TEACHER
 
 
 @dataclass(frozen=True)

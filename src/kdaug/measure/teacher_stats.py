@@ -33,9 +33,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from kdaug.augment import AnyAugmentation, augmentation_from_spec
-from kdaug.engine import DeviceData, Teacher, batches, seed_epoch, step_batch
-from kdaug.results import STREAM_SPLIT
+from kdaug.cells import STREAM_SPLIT
+from kdaug.train.augment import AnyAugmentation, augmentation_from_spec
+from kdaug.train.engine import DeviceData, Teacher, batches, seed_epoch, step_batch
 
 
 def t_stddev(group_means: np.ndarray) -> float:
@@ -148,7 +148,7 @@ def cell_teacher_stats(
     (its augmentation, batch size and seed), written as JSON to ``output``."""
     from kdaug.data.canonical import load_split
     from kdaug.io import write_json
-    from kdaug.training import frozen_teacher, load_trained, pick_device
+    from kdaug.train.training import frozen_teacher, load_trained, pick_device
 
     device = pick_device(threads)
     norm = spec["normalization"]

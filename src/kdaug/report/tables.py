@@ -23,15 +23,16 @@ from typing import Any
 import yaml
 
 from kdaug.io import atomic_path
-from kdaug.results import Results, Summary
+from kdaug.report.results import Results, Summary
 
 SUMMARY_FIELDS = ("mean", "std", "n", "ci_low", "ci_high", "paper", "diff")
 
 
 @cache
 def paper_values(paper: str) -> dict[str, Any]:
-    """The published tables of ``paper`` (``kdaug/paper_values/<paper>.yaml``)."""
-    text = resources.files("kdaug").joinpath(f"paper_values/{paper}.yaml").read_text()
+    """The published tables of ``paper`` (``kdaug/papers/values/<paper>.yaml``: data the
+    paper modules keep beside them, read by name so that this wing imports no paper)."""
+    text = resources.files("kdaug").joinpath(f"papers/values/{paper}.yaml").read_text()
     return yaml.safe_load(text)
 
 

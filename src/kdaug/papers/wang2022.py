@@ -13,7 +13,7 @@ Two kinds of experiment:
   CE-trained students' accuracies. ``experiments.<name>.paper_rows`` maps our rows
   (``<kd method>/<augmentation>``, or ``teacher``) to the paper's row keys.
 
-Published values (``paper_values/wang2022.yaml``) sit beside ours when the experiment's
+Published values (``papers/values/wang2022.yaml``) sit beside ours when the experiment's
 dataset is the paper's (``cifar100`` or ``tiny_imagenet``) and ``compare_with_paper`` is
 not false. Augmentation names map to the paper's rows by dropping ``append_``
 (``append_cutmixpick_t`` -> ``cutmixpick_t``).
@@ -32,10 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from kdaug.io import atomic_path
-from kdaug.plan import student_variants, students_of
-from kdaug.results import STREAM_SPLIT, Summary, read_long_csv, summarize
-from kdaug.tables import Cell, PaperLookup, Table, paper_lookup
+from kdaug.cells import STREAM_SPLIT, student_variants, students_of
+from kdaug.io import atomic_path, read_long_csv
+from kdaug.report.registry import Paper, Report, register_paper, register_report
+from kdaug.report.results import Summary, summarize
+from kdaug.report.tables import Cell, PaperLookup, Table, paper_lookup
 
 PAPER = "wang2022"
 # Per dataset: the paper's tables of each kind (a dataset not listed has no paper values).
@@ -413,3 +414,50 @@ def render(
         TABLES[name](results, selection, Path(out))
     else:
         FIGURES[name](results, selection, out)
+
+
+register_paper(
+    Paper(
+        PAPER,
+        "Wang et al. 2022: augmentation during KD",
+        render,
+        tables={name: "" for name in TABLES},
+        figures={name: "" for name in FIGURES},
+    )
+)
+# The DA-scheme grid (Tables 3-6, 9, 10, Figure 4) and the accuracy grid (Tables 1-2).
+# The paper's claims are read off these tables (no verdict file yet).
+register_report(
+    "wang2022_da",
+    Report(
+        PAPER,
+        ("table_tstddev", "table_covariance", "table_correlation_coefficient", "table_pearson"),
+        ("figure4_tstddev_vs_loss",),
+        claims=False,
+        claim="A better augmentation for KD gives the teacher a lower T. stddev on the "
+        "augmented stream, and T. stddev correlates positively with the student's test "
+        "loss; CutMixPick lowers it further (Wang et al. 2022, Sec. 4, Tables 3-6, Fig. 4).",
+    ),
+)
+register_report(
+    "wang2022_accuracy",
+    Report(
+        PAPER,
+        ("table_accuracy",),
+        claims=False,
+        claim="CutMix and CutMixPick appended during KD raise the student's accuracy, most "
+        "with prolonged training (Wang et al. 2022, Tables 1-2).",
+    ),
+)
+# Figure 2: test error vs training epochs, KD vs CE, per augmentation.
+register_report(
+    "wang2022_epochs",
+    Report(
+        PAPER,
+        ("table_accuracy",),
+        ("figure2_error_vs_epochs",),
+        claims=False,
+        claim="With augmentation, KD keeps improving with longer training while CE "
+        "saturates (Wang et al. 2022, Fig. 2).",
+    ),
+)

@@ -380,6 +380,3 @@ def augmentation_from_spec(spec: Mapping[str, Any]) -> AnyAugmentation:
     extra = build_augmentation(f"{name}.append", spec["append"])
     pick = Pick(**spec["pick"]) if spec.get("pick") else None
     return AppendedAugmentation(name, base, extra, pick)
-
-
-import kdaug.autoaugment  # noqa: E402, F401  (registers "autoaugment"; must stay last)

@@ -43,7 +43,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from kdaug.augment import OPS, Batch, Op
+from kdaug.train.augment import OPS, Batch, Op
 
 Step = tuple[str, float, int | None]
 SubPolicy = tuple[Step, Step]

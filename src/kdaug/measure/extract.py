@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 from kdaug.data.canonical import load_split
-from kdaug.engine import DeviceData
 from kdaug.io import atomic_path
-from kdaug.training import load_trained, pick_device
+from kdaug.train.engine import DeviceData
+from kdaug.train.training import load_trained, pick_device
 
 
 @torch.no_grad()

@@ -1,6 +1,6 @@
 """Paper claims checked against an experiment's collected metrics, with a paired test over seeds.
 
-A claim (one entry of a YAML list, e.g. ``paper_values/das2020_claims.yaml``) says that one
+A claim (one entry of a YAML list, e.g. ``papers/values/das2020_claims.yaml``) says that one
 group of results is larger (``expect: greater``) or smaller (``expect: less``) than another
 on one metric and one split role::
 
@@ -30,7 +30,6 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,8 +37,6 @@ import yaml
 from scipy import stats
 
 from kdaug.io import atomic_path
-
-DEFAULT_CLAIMS = Path(__file__).resolve().parent / "paper_values" / "das2020_claims.yaml"
 
 EXPECTATIONS = ("greater", "less")
 CI_LEVEL = 0.95
@@ -219,7 +216,7 @@ def parse_claims(entries: Any, origin: str = "claims") -> list[Claim]:
     return claims
 
 
-def load_claims(path: str | os.PathLike[str] = DEFAULT_CLAIMS) -> list[Claim]:
+def load_claims(path: str | os.PathLike[str]) -> list[Claim]:
     """Read and validate a YAML claims file (a list of claim mappings)."""
     with open(path) as fh:
         entries = yaml.safe_load(fh)
@@ -540,7 +537,7 @@ def render_claims(
     experiment_cfg: Mapping[str, Any],
     selection: str,
     stem: str | os.PathLike[str],
-    claims_path: str | os.PathLike[str] = DEFAULT_CLAIMS,
+    claims_path: str | os.PathLike[str],
     alpha: float = 0.05,
 ) -> list[Verdict]:
     """Check every claim of ``claims_path`` on one experiment's long CSV; write ``stem``.*.
@@ -550,7 +547,7 @@ def render_claims(
     paper's printed numbers are left out where ``compare_with_paper`` is false, as in the
     tables: they are about the paper's dataset, not this one (Fashion-MNIST, the demo).
     """
-    from kdaug.results import read_long_csv
+    from kdaug.io import read_long_csv
 
     report = experiment_cfg.get("report")
     claims = [c for c in load_claims(claims_path) if c.report in (None, report)]

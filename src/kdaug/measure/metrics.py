@@ -234,9 +234,9 @@ def mean_entropy(data: EvalData) -> dict[str, float]:
 def vscore(data: EvalData) -> dict[str, float]:
     """Choi et al.'s V-score per class group (``options["vscore_groups"]``, name -> class
     names): V-measure of a k-means clustering of the penultimate features of the group's
-    samples against their labels (:mod:`kdaug.vscore`). Groups whose classes the split
+    samples against their labels (:mod:`kdaug.measure.vscore`). Groups whose classes the split
     does not have (digits, Fashion-MNIST for CIFAR-100's groups) are skipped."""
-    from kdaug.vscore import class_indices, v_score
+    from kdaug.measure.vscore import class_indices, v_score
 
     names = list(data.options.get("class_names", []))
     out = {}

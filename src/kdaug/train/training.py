@@ -16,9 +16,12 @@ from typing import Any
 
 import torch
 
-from kdaug.augment import augmentation_from_spec
 from kdaug.data.canonical import load_split
-from kdaug.engine import (
+from kdaug.io import atomic_path
+from kdaug.models import Classifier, build_model
+from kdaug.provenance import environment, file_sha256
+from kdaug.train.augment import augmentation_from_spec
+from kdaug.train.engine import (
     DeviceData,
     Recipe,
     Speed,
@@ -28,10 +31,7 @@ from kdaug.engine import (
     evaluate,
     fit,
 )
-from kdaug.io import atomic_path
-from kdaug.losses import build_loss
-from kdaug.models import Classifier, build_model
-from kdaug.provenance import environment, file_sha256
+from kdaug.train.losses import build_loss
 
 MODEL_FILE_FORMAT = 1
 SELECTIONS = ("last", "best_val")
@@ -118,7 +118,7 @@ def train_cell(
     A student reads its teacher from ``teacher_path`` (the model, run on every batch) or,
     when trained without augmentation, ``teacher_logits_path`` (the teacher's outputs on
     the train split, looked up by row); a CE-only student (KD weight 0) needs neither.
-    ``speed`` holds the ``runtime`` settings of :class:`kdaug.engine.Speed`; a checkpoint
+    ``speed`` holds the ``runtime`` settings of :class:`kdaug.train.engine.Speed`; a checkpoint
     made under other settings is not resumed (they change the rounding).
 
     The checkpoint lives beside the output (``<output>.ckpt``), which Snakemake does not

@@ -1,0 +1,1 @@
+"""Measuring trained models: outputs, metrics, teacher statistics, attacks."""

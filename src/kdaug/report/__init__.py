@@ -1,0 +1,1 @@
+"""Reporting: results frames, tables, claims checks, plots, and the report registry."""
