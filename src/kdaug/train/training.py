@@ -87,6 +87,13 @@ def load_trained(
     return model.to(device).eval(), payload
 
 
+def model_history(path: str | os.PathLike[str]) -> list[dict[str, float]]:
+    """The per-epoch training history stored in a model file (one row per epoch: epoch,
+    train loss and accuracy, validation loss and accuracy, lr), without building the model."""
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    return [dict(row) for row in payload["history"]]
+
+
 def frozen_teacher(path: str | os.PathLike[str], device: torch.device) -> Classifier:
     teacher, _ = load_trained(path, device, "last")
     for p in teacher.parameters():
