@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from kdaug.train.devices import claim_gpu, visible_gpus
+from kdaug.devices import claim_gpu, visible_gpus
 
 
 def _job(lock_dir, num_gpus, slots, env, results, release):

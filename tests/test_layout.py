@@ -12,13 +12,13 @@ import ast
 
 import pytest
 
-from kdaug import provenance
+from kdaug import codehash
 
-PACKAGE = provenance.PACKAGE_DIR
+PACKAGE = codehash.PACKAGE_DIR
 LAYERS = {
-    "io": 0, "registry": 0, "cells": 0, "provenance": 0,
+    "io": 0, "registry": 0, "cells": 0, "provenance": 0, "codehash": 8,
     "data": 1, "models": 2, "train": 3, "measure": 4, "report": 5, "papers": 6,
-    "plan": 7, "render": 8, "joblog": 8,
+    "plan": 7, "render": 8, "joblog": 8, "devices": 8,
 }  # fmt: skip
 
 
@@ -34,9 +34,9 @@ def import_graph() -> dict[str, set[str]]:
     """module -> the kdaug modules it imports (not counting parent packages)."""
     graph = {}
     for name in module_names():
-        file = provenance._module_file(name)
+        file = codehash._module_file(name)
         package = name if file.name == "__init__.py" else name.rpartition(".")[0]
-        graph[name] = {m for m in provenance.kdaug_imports(file, package) if m != name}
+        graph[name] = {m for m in codehash.kdaug_imports(file, package) if m != name}
     return graph
 
 

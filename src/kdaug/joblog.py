@@ -32,9 +32,9 @@ def job_log(path: str | os.PathLike[str] | None) -> Iterator[None]:
 
 @contextlib.contextmanager
 def device_job(path: str | os.PathLike[str] | None, runtime: Mapping[str, Any]) -> Iterator[None]:
-    """:func:`job_log`, and a GPU slot for this job (:func:`kdaug.train.devices.claim_gpu`,
+    """:func:`job_log`, and a GPU slot for this job (:func:`kdaug.devices.claim_gpu`,
     ``runtime.gpu_slots`` jobs per GPU) taken before anything starts CUDA."""
-    from kdaug.train.devices import claim_gpu
+    from kdaug.devices import claim_gpu
 
     with job_log(path):
         claim_gpu(int(runtime.get("gpu_slots", 1)), log=lambda s: print(s, file=sys.stderr))
