@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kdaug import provenance
+from kdaug import codehash
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow/scripts"
 
@@ -23,7 +23,7 @@ def test_imports_anywhere_in_a_file_and_dynamic_names(tmp_path):
         "    return importlib.import_module('kdaug.papers.wang2022')  # dynamic\n"
         "X = 'kdaug.no_such_module'\n"
     )
-    assert provenance.kdaug_imports(source) == {
+    assert codehash.kdaug_imports(source) == {
         "io",
         "plan",
         "models",
@@ -33,12 +33,12 @@ def test_imports_anywhere_in_a_file_and_dynamic_names(tmp_path):
 
 
 def test_closure_follows_imports_and_parent_packages():
-    train = provenance.module_closure(provenance.kdaug_imports(SCRIPTS / "train.py"))
+    train = codehash.module_closure(codehash.kdaug_imports(SCRIPTS / "train.py"))
     # train/__init__ imports autoaugment (it registers itself); models/ registers the zoo
     assert {"train.training", "train.engine", "train.augment", "train.autoaugment"} <= train
     assert {"train.losses", "models", "models.repdistiller.wrn", "data"} <= train
     assert not {m for m in train if m.startswith(("report", "papers"))}  # training never
-    render = provenance.module_closure(provenance.kdaug_imports(SCRIPTS / "render_table.py"))
+    render = codehash.module_closure(codehash.kdaug_imports(SCRIPTS / "render_table.py"))
     # the papers package registers every paper
     assert {"papers", "report.tables", "papers.wang2022", "papers.choi2023"} <= render
     assert "measure.vscore" in render
@@ -47,8 +47,8 @@ def test_closure_follows_imports_and_parent_packages():
 @pytest.fixture
 def package_copy(tmp_path, monkeypatch):
     copy = tmp_path / "kdaug"
-    shutil.copytree(provenance.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(provenance, "PACKAGE_DIR", copy)
+    shutil.copytree(codehash.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(codehash, "PACKAGE_DIR", copy)
     return copy
 
 
@@ -60,39 +60,39 @@ def _edit(path: Path) -> None:
 
 def test_code_hash_ignores_comments_docstrings_imports_and_module_names(package_copy):
     train = SCRIPTS / "train.py"
-    before = provenance.code_hash(train)
+    before = codehash.code_hash(train)
     engine = package_copy / "train/engine.py"
     text = engine.read_text()
     # a comment, a reworded docstring and one more (unused) import: nothing runs differently
     engine.write_text(
         text.replace('"""', '"""Reworded. ', 1) + "\n# a comment\nimport os  # noqa\n"
     )
-    assert provenance.code_hash(train) == before
+    assert codehash.code_hash(train) == before
     engine.write_text(text.replace("return", "return  ", 1))  # formatting only
-    assert provenance.code_hash(train) == before
+    assert codehash.code_hash(train) == before
     engine.write_text(text + "\nEDITED = 1\n")
-    assert provenance.code_hash(train) != before
+    assert codehash.code_hash(train) != before
 
 
 def test_source_hash_does_not_depend_on_where_a_module_lives(package_copy):
-    before = provenance.source_hash(["train.engine", "train.losses"])
+    before = codehash.source_hash(["train.engine", "train.losses"])
     (package_copy / "moved").mkdir()
     (package_copy / "train/engine.py").rename(package_copy / "moved/engine.py")
-    assert provenance.source_hash(["moved.engine", "train.losses"]) == before
+    assert codehash.source_hash(["moved.engine", "train.losses"]) == before
 
 
 def test_code_hash_changes_with_the_code_a_rule_runs_only(package_copy):
     train, render = SCRIPTS / "train.py", SCRIPTS / "render_table.py"
-    before = {s: provenance.code_hash(s) for s in (train, render)}
+    before = {s: codehash.code_hash(s) for s in (train, render)}
     _edit(package_copy / "papers/choi2023.py")  # rendering code, not training code
-    assert provenance.code_hash(render) != before[render]
-    assert provenance.code_hash(train) == before[train]
+    assert codehash.code_hash(render) != before[render]
+    assert codehash.code_hash(train) == before[train]
     _edit(package_copy / "train/autoaugment.py")
-    assert provenance.code_hash(train) != before[train]
+    assert codehash.code_hash(train) != before[train]
 
 
 def test_code_hash_covers_the_papers_values_tables_read(package_copy):
     render = SCRIPTS / "render_table.py"
-    before = provenance.code_hash(render)
+    before = codehash.code_hash(render)
     _edit(package_copy / "papers/values/choi2023.yaml")
-    assert provenance.code_hash(render) != before
+    assert codehash.code_hash(render) != before

@@ -1,5 +1,5 @@
 # Helpers the rules share.
-from kdaug.provenance import code_hash
+from kdaug.codehash import code_hash
 
 
 def script_code(script):
