@@ -48,6 +48,45 @@ def test_full_mixup_is_plain_mixup():
         OPS.get("mixup")(fraction=0.0)
 
 
+def test_official_code_reading_mixes_per_sample_with_two_permutations():
+    x, y = _batch()
+    out_x, out_y = OPS.get("mixup")(alpha=0.4, fraction=0.1, reading="official_code")(
+        x, y, np.random.default_rng(5)
+    )
+    # Replay the draws Choi et al.'s PMU makes: two permutations, one lambda per sample,
+    # int(B * 0.9) rows drawn with replacement set clean (lambda = 1).
+    rng = np.random.default_rng(5)
+    p1, p2 = rng.permutation(20), rng.permutation(20)
+    lam = rng.beta(0.4, 0.4, size=20)
+    lam[rng.integers(0, 20, size=int(20 * 0.9))] = 1.0
+    for i in range(20):
+        torch.testing.assert_close(out_x[i], lam[i] * x[p1[i]] + (1 - lam[i]) * x[p2[i]])
+        torch.testing.assert_close(out_y[i], lam[i] * y[p1[i]] + (1 - lam[i]) * y[p2[i]])
+    with pytest.raises(ValueError, match="reading"):
+        OPS.get("mixup")(reading="paper")
+
+
+def test_official_code_pmu_10_percent_mixes_about_41_percent_at_batch_64():
+    """The code's "PMU 10%" (percent 0.9) draws 57 clean rows with replacement: expected
+    distinct rows 64 (1 - (63/64)^57) = 37.9, so ~40.8 % of the batch stays mixed."""
+    n = 64
+    x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1)
+    y = torch.nn.functional.one_hot(torch.arange(n) % 4, 4).float()
+    op = OPS.get("mixup")(alpha=1.0, fraction=0.1, reading="official_code")
+    rng = np.random.default_rng(0)
+    mixed = []
+    for _ in range(400):
+        _, out_y = op(x, y, rng)
+        mixed.append(((out_y > 0).sum(dim=1) > 1).float().mean().item())  # two labels
+    expected = (1 - 1 / n) ** int(n * 0.9)  # share of rows no clean draw hits
+    # rows whose two partners share a label also look clean: at most 1/4 of them here
+    assert expected * 0.70 < np.mean(mixed) <= expected + 0.02
+    assert 0.40 < expected < 0.42
+    paper = OPS.get("mixup")(alpha=1.0, fraction=0.1)
+    _, out_y = paper(x, y, np.random.default_rng(0))
+    assert ((out_y > 0).sum(dim=1) > 1).sum().item() <= round(0.1 * n)
+
+
 def _softmax(v: np.ndarray) -> np.ndarray:
     e = np.exp(v - v.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)

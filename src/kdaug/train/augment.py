@@ -128,24 +128,35 @@ def mix(x: torch.Tensor, y: torch.Tensor, lam: float, perm: np.ndarray) -> Batch
     return lam * x + (1.0 - lam) * x[p], lam * y + (1.0 - lam) * y[p]
 
 
-@OPS.register("mixup")
-def mixup(alpha: float = 1.0, fraction: float = 1.0) -> Op:
-    """Zhang et al. (2018): one lambda ~ Beta(alpha, alpha) per batch, partners by a random
-    permutation, images and targets mixed with the same lambda.
+MIXUP_READINGS = ("paper_text", "official_code")
 
-    ``fraction < 1`` is Choi et al.'s (2023) *partial mixup* (PMU): "only 10% mixup pairs
-    used in a batch and the rests keep untouched". ``round(fraction * B)`` rows, drawn
-    without replacement after lambda and the permutation, are mixed with their partners;
-    the other rows and their targets are left as they are. ``fraction = 1`` is full mixup
-    (FMU) and draws exactly what plain mixup draws. (A public implementation of PMU draws
-    one lambda per sample and picks the unmixed rows with replacement, so its mixed
-    fraction is only approximately the stated one; we keep one lambda per batch, as in
-    Zhang et al.'s mixup, and the exact fraction the paper states.)
+
+@OPS.register("mixup")
+def mixup(alpha: float = 1.0, fraction: float = 1.0, reading: str = "paper_text") -> Op:
+    """Zhang et al. (2018) mixup, and Choi et al.'s (2023) *partial mixup* (PMU) for
+    ``fraction < 1`` ("only 10% mixup pairs used in a batch and the rests keep untouched").
+
+    Two readings (the protocol ledger lists the difference):
+
+    - ``paper_text`` (Zhang et al.'s mixup and the paper's PMU sentence): one lambda ~
+      Beta(alpha, alpha) per batch, partners by a random permutation; for PMU exactly
+      ``round(fraction * B)`` rows, drawn without replacement after lambda and the
+      permutation, are mixed and the others left as they are. ``fraction = 1`` draws
+      exactly what plain mixup draws.
+    - ``official_code`` (Choi et al.'s public ``PMU`` / ``FMU``): one lambda ~ Beta(alpha,
+      alpha) *per sample*; row i of the batch is ``lam_i * x[p1[i]] + (1 - lam_i) *
+      x[p2[i]]`` for two independent permutations p1, p2; for PMU the code's ``percent``
+      (the *clean* share, 1 - fraction: "PMU 10%" runs with 0.9) sets ``lam = 1`` on
+      ``int(B * percent)`` rows drawn *with replacement*, so duplicates leave more rows
+      mixed than stated: at B = 64 and fraction 0.1, 57 draws cover ~38 distinct rows, so
+      ~41 % of the batch is mixed, not 10 %.
     """
     if not 0 < fraction <= 1:
         raise ValueError(f"mixup fraction must be in (0, 1]; got {fraction}")
+    if reading not in MIXUP_READINGS:
+        raise ValueError(f"mixup reading must be one of {MIXUP_READINGS}; got {reading!r}")
 
-    def apply(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> Batch:
+    def paper_text(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> Batch:
         lam = float(rng.beta(alpha, alpha))
         perm = rng.permutation(len(x))
         if fraction == 1:
@@ -157,7 +168,26 @@ def mixup(alpha: float = 1.0, fraction: float = 1.0) -> Op:
         x[chosen], y[chosen] = mixed_x[chosen], mixed_y[chosen]
         return x, y
 
-    return Op("mixup", "normalized", apply)
+    def official_code(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> Batch:
+        B = len(x)
+        p1, p2 = rng.permutation(B), rng.permutation(B)
+        lam = rng.beta(alpha, alpha, size=B)
+        if fraction < 1:
+            lam[rng.integers(0, B, size=int(B * (1 - fraction)))] = 1.0
+        return mix_per_sample(x, y, lam, p1, p2)
+
+    return Op("mixup", "normalized", paper_text if reading == "paper_text" else official_code)
+
+
+def mix_per_sample(
+    x: torch.Tensor, y: torch.Tensor, lam: np.ndarray, p1: np.ndarray, p2: np.ndarray
+) -> Batch:
+    """Row i = ``lam[i] * x[p1[i]] + (1 - lam[i]) * x[p2[i]]``, targets alike."""
+    first, second = _device_ints(p1, x), _device_ints(p2, x)
+    lam_t = torch.as_tensor(lam, dtype=x.dtype, device=x.device)
+    lx = lam_t.view(-1, *([1] * (x.dim() - 1)))
+    ly = lam_t.view(-1, *([1] * (y.dim() - 1)))
+    return lx * x[first] + (1 - lx) * x[second], ly * y[first] + (1 - ly) * y[second]
 
 
 def cutmix_box(lam: float, size: tuple[int, int], centre: tuple[int, int]) -> tuple[int, ...]:
