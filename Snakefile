@@ -6,6 +6,11 @@ from kdaug import plan, render
 
 min_version("9.0")
 
+# Snakemake's message for a YAML syntax error names no file or line: read the default
+# config first (files given with --configfile are read before this file runs; see
+# plan.check_config_files).
+plan.check_config_files(["config/config.yaml"])
+
 
 configfile: "config/config.yaml"
 
@@ -13,6 +18,8 @@ configfile: "config/config.yaml"
 report: "workflow/report/workflow.rst"
 
 
+# Op names first: the schema's message for a misspelt op names neither key nor op.
+plan.check_augmentation_ops(config)
 validate(config, "config/schema.yaml")
 plan.check_config(config)
 plan.apply_narrowing(config)

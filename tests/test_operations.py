@@ -99,9 +99,21 @@ def test_editing_library_code_reruns_the_rules_that_import_it(built: Path) -> No
 def test_narrowing_from_the_command_line(tmp_path: Path) -> None:
     wd = private_workdir(tmp_path)
     narrow = "narrow={seeds: [0], teachers: [resnet18], students: [lenet], teacher_augmentations: [none, mixup]}"  # noqa: E501
-    counts = planned(wd, *DEMO, "--config", "run=[das2020_digits]", narrow)
+    out = run(wd, "-n", "--cores", "2", *DEMO, "--config", "run=[das2020_digits]", narrow).stdout
+    counts = job_counts(out)
     assert counts["train_teacher"] == 2 and counts["distill_student"] == 2
-    bad = run(wd, "-n", *DEMO, "--config", "narrow={seeds: [7]}", check=False)
+    # The slice renders under a name that says so, never over the full experiment's files.
+    assert "results/experiments/das2020_digits__narrow_" in out
+    assert "results/experiments/das2020_digits/" not in out
+    # A value that names nothing (issue 14's `lenett`) is an error naming key and value.
+    typo = "narrow={teacher_augmentations: [none], students: [lenett]}"
+    bad = run(wd, "-n", *DEMO, "--config", "run=[das2020_digits_mnist]", typo, check=False)
+    assert bad.returncode != 0 and "narrow.students: " in bad.stdout + bad.stderr
+    assert "'lenett'" in bad.stdout + bad.stderr
+    # mixup is a teacher augmentation of das2020_digits, but not of the augmented students'
+    empties = "run=[das2020_digits, das2020_digits_augmented_students]"
+    only_mixup = "narrow={teacher_augmentations: [mixup]}"
+    bad = run(wd, "-n", *DEMO, "--config", empties, only_mixup, check=False)
     assert bad.returncode != 0 and "narrow: leaves experiment" in bad.stdout + bad.stderr
 
 

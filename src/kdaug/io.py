@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
-import tempfile
+import re
+import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,15 +23,30 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _create_temporary(target)
     try:
         yield tmp
         os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _create_temporary(target: Path) -> Path:
+    """Create an empty, unique file beside ``target`` with the mode a plain ``open()``
+    gives (0666 less the umask, and a directory's default ACL applies).
+
+    ``tempfile.mkstemp`` creates files 0600 whatever the umask, and the rename would carry
+    that mode to the result, so collaborators sharing ``results/`` could not read it.
+    """
+    for _ in range(100):
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {target}")
 
 
 def write_atomic(path: str | os.PathLike[str], writer: Callable[[Path], Any]) -> None:
@@ -55,14 +72,40 @@ LONG_COLUMNS = (
 )  # fmt: skip
 
 
+# The last line of a long CSV: a row count, so that a file cut short (a copy interrupted
+# at a line boundary, a full disk) is an error rather than a table of missing cells.
+# Outside kdaug, ``pandas.read_csv(path, comment="#")`` skips it.
+LONG_FOOTER = "# end of long CSV: {rows} rows"
+_FOOTER = re.compile(r"# end of long CSV: (\d+) rows")
+
+
+class TruncatedFileError(ValueError):
+    """A file ends before its writer finished it."""
+
+
 def write_long_csv(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    """Write the long CSV atomically, ending with :data:`LONG_FOOTER`."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, LONG_COLUMNS)
         writer.writeheader()
+        count = 0
         for row in rows:
             writer.writerow({k: "" if row.get(k) is None else row[k] for k in LONG_COLUMNS})
+            count += 1
+        fh.write(LONG_FOOTER.format(rows=count) + "\r\n")  # the csv module's line ending
 
 
 def read_long_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
+    """The rows of a long CSV, as strings; a file without its footer, or with another
+    number of rows than the footer counts, is a :class:`TruncatedFileError` naming it."""
     with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+        body, _, last = fh.read().rstrip("\r\n").rpartition("\n")
+    footer = _FOOTER.fullmatch(last)
+    rows = list(csv.DictReader(io.StringIO(body + "\n", newline=""))) if footer else []
+    if footer is None or len(rows) != int(footer[1]):
+        found = f"{len(rows)} rows of {footer[1]}" if footer else "no end-of-file line"
+        raise TruncatedFileError(
+            f"{path}: truncated or incomplete long CSV ({found}); rebuild it: delete it, or "
+            f"run snakemake {path} -R collect_metrics"
+        )
+    return rows

@@ -16,6 +16,11 @@ digits and underscores only, so ``-`` and ``/`` can separate them in paths.
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import inspect
+import json
+import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -95,18 +100,100 @@ def merge_config(base: dict[str, Any], layer: Mapping[str, Any]) -> None:
             base[key] = value
 
 
-def load_layered_config(paths: Iterable[str | os.PathLike[str]]) -> dict[str, Any]:
-    """The config ``--configfile A B ...`` gives, for code that runs outside Snakemake."""
+def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """One YAML (or JSON) config file; a syntax error is a :class:`ConfigError` naming
+    ``file:line:column`` (Snakemake's own message names neither)."""
     import yaml
 
+    try:
+        loaded = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(_yaml_message(path, err)) from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: a config file is a mapping of keys at its top level")
+    return loaded
+
+
+def _yaml_message(path: str | os.PathLike[str], err: Exception) -> str:
+    mark = getattr(err, "problem_mark", None)
+    if mark is None:
+        return f"{path}: not valid YAML ({err})"
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}"
+    problem = getattr(err, "problem", None) or str(err)
+    context, context_mark = getattr(err, "context", None), getattr(err, "context_mark", None)
+    if context and context_mark is not None:
+        problem += f" ({context} started at line {context_mark.line + 1})"
+    return f"{where}: {problem}"
+
+
+def check_config_files(paths: Iterable[str | os.PathLike[str]]) -> None:
+    """Read each existing config file, so that a YAML syntax error names its file and line.
+
+    The Snakefile runs this on ``config/config.yaml`` before its ``configfile:`` directive.
+    Files given with ``--configfile`` are read by Snakemake before the Snakefile runs, so
+    no workflow code sees them first: for those, ``snakemake --verbose`` shows the YAML
+    parser's file and line, and :func:`load_layered_config` (tools, tests) reports them.
+    """
+    for path in paths:
+        if Path(path).is_file():
+            load_config_file(path)
+
+
+def load_layered_config(paths: Iterable[str | os.PathLike[str]]) -> dict[str, Any]:
+    """The config ``--configfile A B ...`` gives, for code that runs outside Snakemake."""
     config: dict[str, Any] = {}
     for path in paths:
-        merge_config(config, yaml.safe_load(Path(path).read_text()))
+        merge_config(config, load_config_file(path))
     return config
 
 
+def check_augmentation_ops(config: Mapping[str, Any]) -> None:
+    """Every augmentation step names a registered op and only that op's parameters.
+
+    Runs before the JSON schema, whose message for a misspelt op ("not valid under any of
+    the given schemas", from the oneOf of step lists and appended-copy mappings) names
+    neither the key nor the known ops. Tolerates any shape: what is not a step list is left
+    to the schema.
+    """
+    from kdaug.train.augment import OPS  # imports torch: only where the config is checked
+
+    for name, entry in (config.get("augmentations") or {}).items():
+        if isinstance(entry, Mapping):
+            parts = [(f"{name}.{k}", entry[k]) for k in ("steps", "append") if k in entry]
+        else:
+            parts = [(name, entry)]
+        for where, steps in parts:
+            if not isinstance(steps, list):
+                continue
+            for i, step in enumerate(steps):
+                if not isinstance(step, Mapping) or "op" not in step:
+                    continue
+                key = f"augmentations.{where}[{i}]"
+                op = step["op"]
+                if not isinstance(op, str) or op not in OPS:
+                    raise ConfigError(
+                        f"{key}.op: unknown augmentation op {op!r} (known: {', '.join(OPS)})"
+                    )
+                params = inspect.signature(OPS.get(op)).parameters
+                if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+                    continue
+                unknown = sorted(set(step) - {"op"} - set(params))
+                if unknown:
+                    raise ConfigError(
+                        f"{key}: op {op!r} has no parameter {', '.join(map(repr, unknown))} "
+                        f"(its parameters: {', '.join(params) or 'none'})"
+                    )
+
+
 def check_config(config: Mapping[str, Any]) -> None:
-    """Cross-reference checks the JSON schema cannot express, with messages naming the key."""
+    """Cross-reference checks the JSON schema cannot express, with messages naming the key:
+    names the config defines, and names and sizes the code and the data define (models,
+    metrics, augmentation ops, channels, holdout sizes, class names), so that a mistake
+    fails before any job runs rather than inside one."""
+    check_augmentation_ops(config)
+    _check_registered(config)
     for name in config["run"]:
         _require(config["experiments"], name, "experiment", "run")
     for name, ds in config["datasets"].items():
@@ -119,6 +206,7 @@ def check_config(config: Mapping[str, Any]) -> None:
         for role in sorted(BUILDERS.get(ds["builder"]).roles):
             key = _require(roles, role, "archive role", f"datasets.{name}.archives")
             _require(config["archives"], key, "archive", f"datasets.{name}.archives.{role}")
+        _check_dataset_data(name, ds)
     for name, exp in config["experiments"].items():
         where = f"experiments.{name}"
         ds = _require(config["datasets"], exp["dataset"], "dataset", where)
@@ -147,19 +235,123 @@ def check_config(config: Mapping[str, Any]) -> None:
                         f"students.{listed}"
                     )
         _check_appended(config, exp, where)
+        _check_figure_classes(config, exp, where)
+    _check_vscore_groups(config)
+
+
+def _check_registered(config: Mapping[str, Any]) -> None:
+    """Model and metric names against the code's registries (a typo otherwise fails in
+    the first training or metrics job, after the data are built)."""
+    from kdaug.measure.metrics import METRICS
+    from kdaug.models import MODELS  # imports torch: only where the config is checked
+
+    for name, arch in config["architectures"].items():
+        if arch["model"] not in MODELS:
+            raise ConfigError(
+                f"architectures.{name}.model: unknown model {arch['model']!r} "
+                f"(known: {', '.join(MODELS)})"
+            )
+    for metric in config["evaluation"]["metrics"]:
+        if metric not in METRICS:
+            raise ConfigError(
+                f"evaluation.metrics: unknown metric {metric!r} (known: {', '.join(METRICS)})"
+            )
+
+
+def _check_dataset_data(name: str, ds: Mapping[str, Any]) -> None:
+    """Normalisation per channel and holdout sizes, where the builder knows the data."""
+    builder = BUILDERS.get(ds["builder"])
+    where = f"datasets.{name}.normalization"
+    mean, std = ds["normalization"]["mean"], ds["normalization"]["std"]
+    if len(mean) != len(std):
+        raise ConfigError(
+            f"{where}: mean has {len(mean)} values and std {len(std)}; give one per channel"
+        )
+    if builder.channels is not None and len(mean) != builder.channels:
+        raise ConfigError(
+            f"{where}.mean/std: {len(mean)} values, but {ds['builder']!r} images have "
+            f"{builder.channels} channel(s); give one value per channel"
+        )
+    for i, value in enumerate(std):
+        # Inputs are divided by it: 0 gives inf/NaN inputs, which training would report
+        # as a divergence ("lower the lr") far from the cause.
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(
+                f"{where}.std[{i}]: {value} (a standard deviation must be above 0: images "
+                "are divided by it)"
+            )
+    for key, pool in builder.holdout_pools(ds).items():
+        if key in ds and not 0 <= int(ds[key]) < pool:
+            raise ConfigError(
+                f"datasets.{name}.{key}: {ds[key]} images to hold out, but the "
+                f"{ds['builder']!r} data have {pool} to take them from (give fewer than {pool})"
+            )
+
+
+def known_class_names(config: Mapping[str, Any], dataset: str) -> tuple[str, ...] | None:
+    """A dataset's class names where known without its archives: the builder's, or the
+    config's ``class_names`` (IDX); None where only the archive says."""
+    ds = config["datasets"][dataset]
+    names = BUILDERS.get(ds["builder"]).class_names or ds.get("class_names")
+    return tuple(names) if names else None
+
+
+def _check_figure_classes(config: Mapping[str, Any], exp: Mapping[str, Any], where: str) -> None:
+    names = known_class_names(config, exp["dataset"])
+    wanted = (exp.get("figures") or {}).get("tsne_classes") or []
+    missing = [c for c in wanted if names is not None and c not in names]
+    if missing:
+        raise ConfigError(
+            f"{where}.figures.tsne_classes: {missing} are not classes of dataset "
+            f"{exp['dataset']!r} (its classes: {', '.join(names or ())})"
+        )
+
+
+def _check_vscore_groups(config: Mapping[str, Any]) -> None:
+    """Each V-score group names the classes of some dataset.
+
+    The groups are global and the metric skips a group on data without its classes (CIFAR-100's
+    groups on digits), so a group is an error only when no dataset of the config has all of
+    its classes, and only when every dataset ``run`` evaluates has known class names (one known
+    only from its archive might be the group's).
+    """
+    groups = config["evaluation"].get("vscore_groups") or {}
+    run = sorted({config["experiments"][e]["dataset"] for e in config["run"]})
+    in_run = {d: known_class_names(config, d) for d in run}
+    if not groups or any(names is None for names in in_run.values()):
+        return
+    known = [n for n in (known_class_names(config, d) for d in config["datasets"]) if n]
+    for group, classes in groups.items():
+        if any(set(classes) <= set(names) for names in known):
+            continue
+        lacks = "; ".join(
+            f"{d} lacks {sorted(set(classes) - set(names or ()))}" for d, names in in_run.items()
+        )
+        raise ConfigError(
+            f"evaluation.vscore_groups.{group}: no dataset has all of the classes {classes} "
+            f"({lacks}); its V-score would be skipped on every split"
+        )
 
 
 NARROW_KEYS = ("seeds", "teachers", "students", "teacher_augmentations", "student_augmentations")
+NARROW_TAG = "__narrow_"
 
 
 def apply_narrowing(config: dict[str, Any]) -> None:
-    """Narrow every experiment of ``run`` to the ``narrow`` lists, in place: seeds, teacher
-    and student archs, teacher and student augmentations (a key left out narrows nothing).
+    """Build a slice of every experiment of ``run`` from the ``narrow`` lists, in place:
+    seeds, teacher and student archs, teacher and student augmentations (a key left out
+    narrows nothing).
 
     The command line's way to build a slice without editing the config, e.g.
     ``--config 'narrow={seeds: [0], teachers: [resnet18], students: [lenet]}'``; its
-    values arrive as strings, so seeds are compared as text. An experiment left with no
-    seed, teacher or student is an error naming it.
+    values arrive as strings, so seeds are compared as text.
+
+    A slice is a new experiment, ``<name>__narrow_<hash of the narrow lists>``, added to
+    ``experiments`` and put in ``run`` in place of the full one, so its tables render under
+    ``results/experiments/<name>__narrow_<hash>/`` and never overwrite the full
+    experiment's (whose config stays as it was; an experiment the lists leave whole keeps
+    its name). A value that names nothing in any experiment of ``run`` is an error listing
+    the names there, and so is a slice left with no seed, teacher or teacher augmentation.
     """
     narrow = config.get("narrow") or {}
     unknown = set(narrow) - set(NARROW_KEYS)
@@ -167,38 +359,87 @@ def apply_narrowing(config: dict[str, Any]) -> None:
         raise ConfigError(
             f"narrow: unknown keys {sorted(unknown)} (known: {', '.join(NARROW_KEYS)})"
         )
-    if not narrow:
+    keep = {
+        k: sorted({str(v) for v in narrow[k]}) for k in NARROW_KEYS if narrow.get(k) is not None
+    }
+    if not keep:
         return
-    keep = {k: {str(v) for v in narrow[k]} for k in NARROW_KEYS if narrow.get(k) is not None}
-
-    def kept(values: list, key: str) -> list:
-        return [v for v in values if key not in keep or str(v) in keep[key]]
-
+    _check_narrow_values(config, keep)
+    tag = NARROW_TAG + hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:8]
+    run = []
     for name in config["run"]:
-        exp = config["experiments"][name]
-        exp["seeds"] = kept(exp["seeds"], "seeds")
-        exp["teachers"]["archs"] = kept(exp["teachers"]["archs"], "teachers")
-        exp["teachers"]["augmentations"] = kept(
-            exp["teachers"]["augmentations"], "teacher_augmentations"
-        )
-        students = exp["students"]
-        if isinstance(students["archs"], Mapping):
-            students["archs"] = {t: kept(s, "students") for t, s in students["archs"].items()}
-        else:
-            students["archs"] = kept(students["archs"], "students")
-        if students["augmentations"] != SAME_AS_TEACHER:
-            students["augmentations"] = kept(students["augmentations"], "student_augmentations")
-        if "variants" in students:
-            students["variants"] = [
-                v
-                for v in students["variants"]
-                if kept([v["augmentation"]], "student_augmentations")
-            ]
-        empty = [k for k, v in (("seeds", exp["seeds"]), ("teachers", exp["teachers"]["archs"]),
-                                ("teacher augmentations", exp["teachers"]["augmentations"]))
+        full = config["experiments"][name]
+        narrowed = _narrowed(full, keep)
+        empty = [k for k, v in (("seeds", narrowed["seeds"]),
+                                ("teachers", narrowed["teachers"]["archs"]),
+                                ("teacher augmentations", narrowed["teachers"]["augmentations"]))
                  if not v]  # fmt: skip
         if empty:
             raise ConfigError(f"narrow: leaves experiment {name!r} without {', '.join(empty)}")
+        if narrowed == full:
+            run.append(name)
+            continue
+        config["experiments"][name + tag] = narrowed
+        run.append(name + tag)
+    config["run"] = run
+
+
+def _narrow_names(exp: Mapping[str, Any]) -> dict[str, set[str]]:
+    """What each ``narrow`` key can name in one experiment."""
+    teacher_augs = list(exp["teachers"]["augmentations"])
+    student_augs = exp["students"]["augmentations"]
+    student_augs = teacher_augs if student_augs == SAME_AS_TEACHER else list(student_augs)
+    student_augs += [v["augmentation"] for v in exp["students"].get("variants", [])]
+    return {
+        "seeds": {str(s) for s in exp["seeds"]},
+        "teachers": set(exp["teachers"]["archs"]),
+        "students": {s for t in exp["teachers"]["archs"] for s in students_of(exp, t)},
+        "teacher_augmentations": set(teacher_augs),
+        "student_augmentations": set(student_augs),
+    }
+
+
+def _check_narrow_values(config: Mapping[str, Any], keep: Mapping[str, list[str]]) -> None:
+    """A ``narrow`` value that matches nothing is a typo: without this check it silently
+    drops every cell it was meant to keep."""
+    names = {k: set[str]() for k in NARROW_KEYS}
+    for experiment in config["run"]:
+        for key, found in _narrow_names(config["experiments"][experiment]).items():
+            names[key] |= found
+    for key, values in keep.items():
+        unmatched = [v for v in values if v not in names[key]]
+        if unmatched:
+            known = ", ".join(sorted(names[key], key=lambda n: (len(n), n))) or "none"
+            raise ConfigError(
+                f"narrow.{key}: no experiment of run ({', '.join(config['run'])}) has "
+                f"{', '.join(map(repr, unmatched))}; {key} there: {known}"
+            )
+
+
+def _narrowed(exp: Mapping[str, Any], keep: Mapping[str, list[str]]) -> dict[str, Any]:
+    """A copy of ``exp`` with only the kept seeds, archs and augmentations."""
+
+    def kept(values: Iterable[Any], key: str) -> list[Any]:
+        return [v for v in values if key not in keep or str(v) in keep[key]]
+
+    out = copy.deepcopy(dict(exp))
+    out["seeds"] = kept(exp["seeds"], "seeds")
+    out["teachers"]["archs"] = kept(exp["teachers"]["archs"], "teachers")
+    out["teachers"]["augmentations"] = kept(
+        exp["teachers"]["augmentations"], "teacher_augmentations"
+    )
+    students = out["students"]
+    if isinstance(students["archs"], Mapping):
+        students["archs"] = {t: kept(s, "students") for t, s in students["archs"].items()}
+    else:
+        students["archs"] = kept(students["archs"], "students")
+    if students["augmentations"] != SAME_AS_TEACHER:
+        students["augmentations"] = kept(students["augmentations"], "student_augmentations")
+    if "variants" in students:
+        students["variants"] = [
+            v for v in students["variants"] if kept([v["augmentation"]], "student_augmentations")
+        ]
+    return out
 
 
 def _check_student_archs(config: Mapping[str, Any], exp: Mapping[str, Any], where: str) -> None:

@@ -26,12 +26,25 @@ CONVERSION_VERSION = "2"
 BuildFn = Callable[[str, Mapping[str, Path], Mapping[str, Any]], Split]
 
 
+def _no_pools(params: Mapping[str, Any]) -> dict[str, int]:
+    return {}
+
+
 @dataclass(frozen=True)
 class DatasetBuilder:
-    """How to make each split of one dataset."""
+    """How to make each split of one dataset, and what is known of its data without the
+    archives (so that ``kdaug.plan.check_config`` can reject a config before any job runs).
+    """
 
     splits: Mapping[str, tuple[str, ...]]  # split name -> archive roles it reads
     build: BuildFn
+    channels: int | None = None  # image channels of every split (None: format-dependent)
+    # Class names in label order; None where only the archive (or the config's
+    # ``class_names``, for IDX) says.
+    class_names: tuple[str, ...] | None = None
+    # Holdout size parameter (``val_size``, ``test_size``) -> how many images it is drawn
+    # from, given the dataset's params; a parameter missing here is checked when built.
+    holdout_pools: Callable[[Mapping[str, Any]], dict[str, int]] = _no_pools
 
     def roles_for(self, split: str) -> tuple[str, ...]:
         if split not in self.splits:
@@ -117,6 +130,18 @@ def _digits_full(image_size: int) -> Split:
     return Split(pixels, digits.target.astype(np.int64), names, provenance)
 
 
+# What the bundled digits are, without loading scikit-learn (checked by the test suite).
+DIGITS_IMAGES = 1797
+DIGITS_CLASSES = tuple(str(n) for n in range(10))
+
+
+def _digits_pools(params: Mapping[str, Any]) -> dict[str, int]:
+    """The test split is held out of every image, the val split out of what remains."""
+    test = params.get("test_size")
+    rest = DIGITS_IMAGES - int(test) if isinstance(test, int) else DIGITS_IMAGES
+    return {"test_size": DIGITS_IMAGES, "val_size": rest}
+
+
 def shift_images(images: np.ndarray, seed: int, contrast: float, noise_std: float) -> np.ndarray:
     """The demo's *shifted* test set: a documented, deterministic corruption.
 
@@ -183,7 +208,9 @@ def _digits_builder() -> DatasetBuilder:
         return Split(images, test.labels, test.class_names, provenance)
 
     splits = ("train", "val", "test", "test_shifted", "test_human")
-    return DatasetBuilder(dict.fromkeys(splits, ()), build)
+    return DatasetBuilder(
+        dict.fromkeys(splits, ()), build, 1, DIGITS_CLASSES, holdout_pools=_digits_pools
+    )
 
 
 # --------------------------------------------------------------------------- CIFAR-10 family
@@ -191,6 +218,27 @@ def _digits_builder() -> DatasetBuilder:
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )  # fmt: skip
+# CIFAR-100's fine label names in label order (the archive's meta file; the builder reads
+# them from there, this copy lets a config's V-score groups be checked without it).
+CIFAR100_CLASSES = (
+    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle",
+    "bottle", "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle",
+    "caterpillar", "cattle", "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch",
+    "crab", "crocodile", "cup", "dinosaur", "dolphin", "elephant", "flatfish", "forest", "fox",
+    "girl", "hamster", "house", "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion",
+    "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain", "mouse", "mushroom",
+    "oak_tree", "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree",
+    "plain", "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road",
+    "rocket", "rose", "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake",
+    "spider", "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank",
+    "telephone", "television", "tiger", "tractor", "train", "trout", "tulip", "turtle",
+    "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm",
+)  # fmt: skip
+CIFAR_TRAIN_IMAGES = 50_000  # the official training part of CIFAR-10 and CIFAR-100
+
+
+def _cifar_pools(params: Mapping[str, Any]) -> dict[str, int]:
+    return {"val_size": CIFAR_TRAIN_IMAGES}
 
 
 def _cifar10_official(split: str, files: Mapping[str, Path], params: Mapping[str, Any]) -> Split:
@@ -240,6 +288,9 @@ def _cifar10_builder() -> DatasetBuilder:
             "cifar10h": ("cifar10", "cifar10h"),
         },
         build,
+        3,
+        CIFAR10_CLASSES,
+        holdout_pools=_cifar_pools,
     )
 
 
@@ -255,7 +306,8 @@ def _cifar100_builder() -> DatasetBuilder:
         full = Split(images, labels, names, _provenance(params, "cifar100"))
         return full if split == "test" else _holdout(full, split, params)
 
-    return DatasetBuilder({s: ("cifar100",) for s in ("train", "val", "test")}, build)
+    splits = {s: ("cifar100",) for s in ("train", "val", "test")}
+    return DatasetBuilder(splits, build, 3, CIFAR100_CLASSES, holdout_pools=_cifar_pools)
 
 
 # --------------------------------------------------------------------------- IDX (MNIST family)
@@ -280,8 +332,9 @@ def _idx_builder() -> DatasetBuilder:
         full = Split(images, labels, names, _provenance(params, *roles, **padding))
         return full if split == "test" else _holdout(full, split, params)
 
+    # One channel; class names and sizes depend on the files (MNIST, Fashion-MNIST, ...).
     return DatasetBuilder(
-        {"train": pairs["train"], "val": pairs["train"], "test": pairs["test"]}, build
+        {"train": pairs["train"], "val": pairs["train"], "test": pairs["test"]}, build, 1
     )
 
 
@@ -300,4 +353,10 @@ def _tiny_imagenet_builder() -> DatasetBuilder:
         full = Split(images, labels, names, _provenance(params, "tiny_imagenet", **note))
         return full if split == "test" else _holdout(full, split, params)
 
-    return DatasetBuilder({s: ("tiny_imagenet",) for s in ("train", "val", "test")}, build)
+    splits = {s: ("tiny_imagenet",) for s in ("train", "val", "test")}
+    return DatasetBuilder(
+        splits, build, 3, holdout_pools=lambda params: {"val_size": TINY_IMAGENET_TRAIN_IMAGES}
+    )
+
+
+TINY_IMAGENET_TRAIN_IMAGES = 100_000  # 500 per class x 200 classes in the official train part

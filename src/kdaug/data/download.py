@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import shutil
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import BinaryIO
@@ -18,10 +20,17 @@ from typing import BinaryIO
 from kdaug.io import atomic_path
 
 CHUNK = 1 << 20
+# Seconds a connection or one read may stall before the download fails (a stalled server
+# otherwise hangs the job forever; a slow but moving download is not cut).
+DOWNLOAD_TIMEOUT = 60.0
 
 
 class ChecksumError(RuntimeError):
     """The file's digest differs from the pinned one."""
+
+
+class DownloadError(RuntimeError):
+    """The archive could not be fetched from its URL."""
 
 
 def parse_checksum(checksum: str) -> tuple[str, str]:
@@ -40,15 +49,17 @@ def file_digest(path: Path, algo: str) -> str:
     return h.hexdigest()
 
 
-def content_digest(path: Path, algo: str) -> str:
-    """Digest of a gzip file's decompressed content (what recompression leaves unchanged)."""
+def content_digest(path: Path, algo: str, name: str | None = None) -> str:
+    """Digest of a gzip file's decompressed content (what recompression leaves unchanged).
+    ``name`` is what an error calls the file (the archive, not the temporary it is
+    verified in)."""
     h = hashlib.new(algo)
     try:
         with gzip.open(path, "rb") as fh:
             for chunk in iter(lambda: fh.read(CHUNK), b""):
                 h.update(chunk)
     except (OSError, EOFError) as err:
-        raise ChecksumError(f"{path.name}: not a complete gzip file ({err})") from err
+        raise ChecksumError(f"{name or path}: not a complete gzip file ({err})") from err
     return h.hexdigest()
 
 
@@ -67,7 +78,7 @@ def verify(path: Path, checksum: str, *, name: str, content_checksum: str | None
     hint = "truncated or corrupt download, or a different file"
     if content_checksum is not None:
         calgo, cexpected = parse_checksum(content_checksum)
-        cactual = content_digest(path, calgo)
+        cactual = content_digest(path, calgo, name)
         if cactual == cexpected:
             return f"decompressed-content {calgo} (archive {algo} {actual} differs: recompressed)"
         raise ChecksumError(
@@ -107,6 +118,7 @@ def fetch_archive(
     dest: Path,
     mirror: Path | None = None,
     content_checksum: str | None = None,
+    timeout: float = DOWNLOAD_TIMEOUT,
 ) -> str:
     """Place archive ``key`` at ``dest`` from ``mirror`` (if given) or ``url``, verified.
 
@@ -114,7 +126,9 @@ def fetch_archive(
     ``fashion-mnist/train-images-idx3-ubyte.gz``); a mirror directory holds the same
     layout, so ``/usr/share/datasets`` of Debian's dataset packages is a mirror as is. A
     file missing from the mirror is an error naming the file and the URL to fetch it from.
-    Returns how the file was verified (see :func:`verify`).
+    Returns how the file was verified (see :func:`verify`). A connection or read that
+    stalls for ``timeout`` seconds, or any network error, is a :class:`DownloadError`
+    naming the URL and the mirror option.
     """
     dest = Path(dest)
     with atomic_path(dest) as tmp:
@@ -128,10 +142,23 @@ def fetch_archive(
             print(f"{key}: copying from mirror {source}", file=sys.stderr, flush=True)
             shutil.copyfile(source, tmp)
         else:
-            request = urllib.request.Request(url, headers={"User-Agent": "kdaug"})
-            with urllib.request.urlopen(request) as response, open(tmp, "wb") as out:
-                length = response.headers.get("Content-Length")
-                _copy_with_progress(response, out, int(length) if length else None, key)
+            _download(key, url, tmp, timeout)
         how = verify(tmp, checksum, name=key, content_checksum=content_checksum)
         print(f"{key}: verified by {how}", file=sys.stderr, flush=True)
     return how
+
+
+def _download(key: str, url: str, tmp: Path, timeout: float) -> None:
+    request = urllib.request.Request(url, headers={"User-Agent": "kdaug"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response, open(tmp, "wb") as out:
+            length = response.headers.get("Content-Length")
+            _copy_with_progress(response, out, int(length) if length else None, key)
+    # URLError (no route, DNS, HTTP status), a stall past the timeout, a dropped connection.
+    except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as err:
+        reason = getattr(err, "reason", None) or str(err) or type(err).__name__
+        raise DownloadError(
+            f"{key}: downloading {url} failed: {reason} (timeout: {timeout:g} s per connect "
+            f"or read). To do without the network, put the file at <dir>/{key} and set "
+            "data.mirror: <dir> in the config"
+        ) from err

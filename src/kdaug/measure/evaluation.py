@@ -60,6 +60,53 @@ def metrics_file(
     return values
 
 
+# The rule that writes each kind of file collect() reads, by file name ending.
+_WRITERS = (
+    (".attacks.json", "attack_model"),
+    ("teacher_stats.json", "teacher_stats"),
+    (".json", "compute_metrics"),
+)
+_CELL_KEYS = ("dataset", "seed", "role", "teacher_arch", "teacher_aug", "kd", "student_arch",
+              "student_aug")  # fmt: skip
+
+
+class CorruptRecordError(ValueError):
+    """A metrics (or teacher statistics, or attacks) file that cannot be collected."""
+
+
+def read_record(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """One metrics file as :func:`collect` reads it; a file that is not such a record
+    (cut short, edited, another file copied over it) is a :class:`CorruptRecordError`
+    naming it and how to rebuild it."""
+    try:
+        record = read_json(path)
+        problem = _record_problem(record)
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
+        problem = f"not valid JSON ({err})"
+    if problem:
+        rule = next(r for end, r in _WRITERS if str(path).endswith(end))
+        raise CorruptRecordError(
+            f"{path}: {problem}; rebuild it: delete it, or run snakemake {path} -R {rule}"
+        )
+    return record
+
+
+def _record_problem(record: Any) -> str | None:
+    if not isinstance(record, dict):
+        return "not a metrics record (a JSON object)"
+    missing = [k for k in ("cell", "split", "metrics") if k not in record]
+    if missing:
+        return f"no {', '.join(missing)} entry"
+    if not isinstance(record["cell"], dict) or any(k not in record["cell"] for k in _CELL_KEYS):
+        return "its cell entry lacks the cell's identity"
+    values = record["metrics"]
+    if not isinstance(values, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in values.values()
+    ):
+        return "its metrics entry is not a mapping of names to numbers"
+    return None
+
+
 def collect(
     metrics_paths: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str], experiment: str
 ) -> None:
@@ -67,7 +114,7 @@ def collect(
     (:mod:`kdaug.measure.teacher_stats`) are collected the same way, under their own split."""
     rows = []
     for path in metrics_paths:
-        record = read_json(path)
+        record = read_record(path)
         cell = record["cell"]
         for metric, value in sorted(record["metrics"].items()):
             rows.append(
