@@ -3,31 +3,72 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import socket
 import sys
+import time
 import traceback
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, TextIO
+
+
+def history_path(path: str | os.PathLike[str]) -> str:
+    """Where every attempt of a job is logged: ``<log>.history``."""
+    return os.fspath(path) + ".history"
+
+
+class _Tee(io.TextIOBase):
+    """Writes to several text files at once (line-buffered files: a killed job loses no
+    finished line)."""
+
+    def __init__(self, *files: TextIO) -> None:
+        self.files = files
+
+    def write(self, text: str) -> int:
+        for f in self.files:
+            f.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for f in self.files:
+            f.flush()
+
+    def fileno(self) -> int:  # for code that asks (faulthandler...): the job's log
+        return self.files[0].fileno()
+
+    def isatty(self) -> bool:
+        return False
 
 
 @contextlib.contextmanager
 def job_log(path: str | os.PathLike[str] | None) -> Iterator[None]:
-    """Redirect stdout and stderr to ``path`` (appending, so a resumed job keeps its
-    history); a failure's traceback is written there too before it propagates."""
+    """Redirect stdout and stderr to ``path``; a failure's traceback is written there too
+    before it propagates.
+
+    Snakemake deletes a job's log file before it runs the job, so the log of a killed or
+    failed attempt would be gone after the rerun. Every attempt is therefore also appended
+    to :func:`history_path` (``<log>.history``, a file Snakemake does not know and leaves
+    alone), after a header line saying when, where and under which process it started.
+    """
     if path is None:
         yield
         return
     os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
+    started = time.strftime("%Y-%m-%d %H:%M:%S %z")
     with (
         open(path, "a", buffering=1) as fh,
-        contextlib.redirect_stdout(fh),
-        contextlib.redirect_stderr(fh),
+        open(history_path(path), "a", buffering=1) as history,
     ):
-        try:
-            yield
-        except BaseException:
-            traceback.print_exc()
-            raise
+        history.write(f"===== attempt started {started} on {socket.gethostname()} "
+                      f"(pid {os.getpid()}) =====\n")  # fmt: skip
+        tee = _Tee(fh, history)
+        with contextlib.redirect_stdout(tee), contextlib.redirect_stderr(tee):
+            try:
+                yield
+            except BaseException:
+                traceback.print_exc()
+                raise
 
 
 @contextlib.contextmanager

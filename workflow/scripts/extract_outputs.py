@@ -12,4 +12,10 @@ with device_job(sm.log[0], sm.config["runtime"]):
         selection=sm.wildcards.selection,
         embeddings=sm.params.embeddings,
         threads=sm.threads,
+        # the cell the output's path names: the model file must hold it
+        expect={
+            "dataset": sm.wildcards.dataset,
+            "seed": sm.wildcards.seed,
+            "model": sm.wildcards.model,
+        },
     )

@@ -14,4 +14,5 @@ with device_job(sm.log[0], sm.config["runtime"]):
         teacher_logits_path=sm.input.get("teacher_logits"),
         threads=sm.threads,
         speed=sm.params.speed,
+        code=sm.params.code,  # a checkpoint of other training code is not resumed
     )

@@ -25,6 +25,18 @@ from kdaug.io import atomic_path
 FORMAT_VERSION = 1
 
 
+class BadFileError(ValueError):
+    """A results file that cannot be used: unreadable, corrupt, unsafe or another cell's.
+    Its message names the file and says how to rebuild it (:func:`rebuild_hint`)."""
+
+
+def rebuild_hint(path: str | os.PathLike[str], rule: str | None) -> str:
+    """How to remake ``path``: deleting it makes Snakemake rebuild it on the next run;
+    ``-R`` forces its rule when the file should be remade in place."""
+    force = f", or `snakemake {os.fspath(path)} -R {rule}`" if rule else ""
+    return f"rebuild it: delete it and rerun{force}"
+
+
 @dataclass(frozen=True)
 class Split:
     """One split in memory."""
@@ -87,16 +99,30 @@ def save_split(path: str | os.PathLike[str], split: Split) -> None:
 
 
 def load_split(path: str | os.PathLike[str]) -> Split:
-    """Read a canonical split file written by :func:`save_split`."""
-    with np.load(Path(path), allow_pickle=False) as f:
-        soft = f["soft_labels"] if "soft_labels" in f.files else None
-        return Split(
-            images=f["images"],
-            labels=f["labels"],
-            class_names=tuple(str(c) for c in f["class_names"]),
-            provenance=json.loads(str(f["provenance"])),
-            soft_labels=soft,
-        )
+    """Read a canonical split file written by :func:`save_split`.
+
+    A missing file raises :class:`FileNotFoundError`; any other failure (a truncated or
+    corrupt archive, a missing array, arrays that do not make a split) raises
+    :class:`BadFileError` naming the file and its rule, so a job fails on its inputs
+    before it trains rather than with a bare ``BadZipFile`` after.
+    """
+    try:
+        with np.load(Path(path), allow_pickle=False) as f:
+            soft = f["soft_labels"] if "soft_labels" in f.files else None
+            return Split(
+                images=f["images"],
+                labels=f["labels"],
+                class_names=tuple(str(c) for c in f["class_names"]),
+                provenance=json.loads(str(f["provenance"])),
+                soft_labels=soft,
+            )
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # zipfile, numpy and our own checks raise many kinds
+        raise BadFileError(
+            f"{os.fspath(path)}: not a readable split file ({type(e).__name__}: {e}); "
+            + rebuild_hint(path, "prepare_split")
+        ) from e
 
 
 def stratified_holdout(labels: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

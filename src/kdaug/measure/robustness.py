@@ -33,7 +33,9 @@ def attack_file(
     steps: int = 10,
     threads: int | None = None,
 ) -> dict[str, float]:
-    """Accuracy under FGSM and I-FGSM (``steps`` equal steps) at every ``eps``, as JSON."""
+    """Accuracy under FGSM and I-FGSM (``steps`` equal steps) at every ``eps``, as JSON.
+    The model file must hold ``cell`` (``Cell.identity()``), the cell the output is filed
+    under."""
     # Imported here: the report code imports this module for its metric names only.
     from kdaug.data.canonical import load_split
     from kdaug.measure.attacks import adversarial_accuracy
@@ -41,7 +43,7 @@ def attack_file(
     from kdaug.train.training import load_trained, pick_device
 
     device = pick_device(threads)
-    model, payload = load_trained(model_path, device, selection)
+    model, payload = load_trained(model_path, device, selection, expect=cell)
     norm = payload["spec"]["normalization"]
     data = DeviceData.from_split(load_split(split_path), norm["mean"], norm["std"], device)
     values: dict[str, float] = {}

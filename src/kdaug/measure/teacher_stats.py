@@ -148,14 +148,16 @@ def cell_teacher_stats(
     (its augmentation, batch size and seed), written as JSON to ``output``."""
     from kdaug.data.canonical import load_split
     from kdaug.io import write_json
-    from kdaug.train.training import frozen_teacher, load_trained, pick_device
+    from kdaug.train.training import frozen_teacher, load_trained, pick_device, teacher_identity
 
     device = pick_device(threads)
     norm = spec["normalization"]
     data = DeviceData.from_split(load_split(train_path), norm["mean"], norm["std"], device)
-    student = load_trained(student_path, device)[0] if student_path else None
+    # The model files must hold the cell this output is filed under (and its teacher).
+    teacher = frozen_teacher(teacher_path, device, teacher_identity(cell))
+    student = load_trained(student_path, device, expect=cell)[0] if student_path else None
     stream = teacher_stream(
-        frozen_teacher(teacher_path, device),
+        teacher,
         data,
         augmentation_from_spec(spec["augmentation"]),
         seed=int(spec["seed"]),

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+import pickle
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdaug.data.canonical import Split
+from kdaug.data.canonical import BadFileError, Split
 from kdaug.io import atomic_path
 from kdaug.train.augment import AnyAugmentation, AppendedAugmentation, Pick, pick_highest_entropy
 from kdaug.train.losses import LossFn
@@ -140,6 +142,7 @@ class DeviceData:
         channels = split.images.shape[1]
         if len(mean) != channels or len(std) != channels:
             raise ValueError(f"mean/std need {channels} values (one per channel)")
+        check_normalization(mean, std)
         as_param = lambda v: torch.tensor(v, dtype=torch.float32, device=device).view(1, -1, 1, 1)  # noqa: E731
         return cls(
             images=torch.from_numpy(split.images).to(device),
@@ -163,6 +166,22 @@ class DeviceData:
         return self.normalize(self.pixels(index))
 
 
+def check_normalization(mean: Sequence[float], std: Sequence[float]) -> None:
+    """Refuse a normalisation that makes some input non-finite. It is affine per channel,
+    so the extreme inputs are those of pixels 0 and 1; checking them in float32 (the
+    training dtype) catches a std of 0, a tiny std that overflows and non-finite values,
+    which would otherwise surface as a NaN loss blamed on the learning rate."""
+    m = torch.tensor([float(v) for v in mean], dtype=torch.float32)
+    s = torch.tensor([float(v) for v in std], dtype=torch.float32)
+    extremes = torch.stack([(0.0 - m) / s, (1.0 - m) / s])
+    if not torch.isfinite(extremes).all():
+        raise ValueError(
+            f"normalization mean {list(mean)} / std {list(std)} makes the inputs non-finite "
+            "(a std of 0 or a non-finite value): fix the dataset's `normalization` in the "
+            "config"
+        )
+
+
 @dataclass
 class TrainState:
     """Everything a checkpoint holds; also the result of :func:`fit`."""
@@ -172,6 +191,24 @@ class TrainState:
     best_val_accuracy: float = -math.inf
     best_val_epoch: int = 0
     best_val_state: dict[str, torch.Tensor] | None = None
+    # The loss of the very first step (the untrained model): the reference of the
+    # divergence check, kept across resumes.
+    first_loss: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values and tensors only, so a checkpoint loads with ``weights_only``."""
+        return {
+            "epoch": self.epoch,
+            "history": [dict(row) for row in self.history],
+            "best_val_accuracy": self.best_val_accuracy,
+            "best_val_epoch": self.best_val_epoch,
+            "best_val_state": self.best_val_state,
+            "first_loss": self.first_loss,
+        }
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainState:
+        return cls(**{k: values[k] for k in cls.__dataclass_fields__ if k in values})
 
 
 def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -340,11 +377,14 @@ def train_one_epoch(
     max_steps: int | None = None,
 ) -> dict[str, float]:
     """One epoch of SGD; ``progress(step, steps, images_seen)`` is called after each step.
-    ``forward`` is the model or its compiled wrapper (:meth:`Speed.prepare`)."""
+    ``forward`` is the model or its compiled wrapper (:meth:`Speed.prepare`). Returns the
+    epoch's mean train loss and accuracy, and ``first_loss``, the loss of its first step
+    (taken before that step's update)."""
     model.train()
     device = data.labels.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)
+    first_loss = math.nan
     seen = 0
     chunks = batches(len(data), batch_size, rng)[:max_steps]
     for step, chunk in enumerate(chunks, 1):
@@ -357,11 +397,17 @@ def train_one_epoch(
         if grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
+        if step == 1:  # one device sync per epoch
+            first_loss = loss.detach().float().item()
         loss_sum += loss.detach() * len(chunk)
         correct += (logits.detach().argmax(1) == batch.targets.argmax(1)).sum()
         seen += len(chunk)
         progress(step, len(chunks), seen)
-    return {"train_loss": loss_sum.item() / seen, "train_accuracy": correct.item() / seen}
+    return {
+        "train_loss": loss_sum.item() / seen,
+        "train_accuracy": correct.item() / seen,
+        "first_loss": first_loss,
+    }
 
 
 class EpochProgress:
@@ -385,9 +431,87 @@ class EpochProgress:
         )
 
 
+# Divergence: an epoch whose mean train loss exceeds DIVERGENCE_FACTOR times the larger
+# of log(C) (the loss of a uniform guess) and the loss of the run's first step (the
+# untrained model; KD losses with a T^2 factor start above log(C)) has blown up. Healthy
+# runs stay below that reference after their first steps (the demo's sit below log(10) =
+# 2.3 from the first epoch on); a run that blew up stays far above it, finite or not
+# (lr 1 on LeNet ends near 7e19 at chance accuracy). A factor of 10 is far from both.
+DIVERGENCE_FACTOR = 10.0
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The train loss blew up (non-finite, or above the divergence threshold)."""
+
+
+def divergence(row: Mapping[str, float], reference: float) -> str | None:
+    """Why this epoch's row shows a diverged run, or None (see :data:`DIVERGENCE_FACTOR`)."""
+    loss = row["train_loss"]
+    if not math.isfinite(loss):
+        return f"train loss {loss}"
+    if loss > DIVERGENCE_FACTOR * reference:
+        return (f"train loss {loss:.4g} > {DIVERGENCE_FACTOR:g} x {reference:.4g}, the larger "
+                "of log(classes) and the first step's loss")  # fmt: skip
+    return None
+
+
+CHECKPOINT_FORMAT = 2  # 2: plain values only (weights_only); 1 pickled TrainState
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
+
+
+def set_aside(path: Path, why: str, log: Callable[[str], None]) -> Path:
+    """Rename an unusable checkpoint to ``<path>.corrupt`` (kept for a post-mortem, out of
+    the way of every later run) and say so in the log."""
+    aside = path.with_name(path.name + ".corrupt")
+    os.replace(path, aside)
+    log(f"WARNING: {path} {why}; moved it to {aside} and training restarts from scratch")
+    return aside
+
+
+def read_checkpoint(path: Path, log: Callable[[str], None]) -> dict[str, Any] | None:
+    """The checkpoint at ``path``, or None where it cannot be resumed from.
+
+    It is read with ``weights_only=True``: plain values and tensors, never code. A file
+    that cannot be read (truncated by a full disk, garbage) or was written by an older
+    kdaug (pickled kdaug classes) is set aside (:func:`set_aside`) and training restarts.
+    A file whose pickle names code outside kdaug was not written by this pipeline (a
+    planted file): it raises :class:`BadFileError` and is left in place for a person.
+    """
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        foreign = foreign_globals(path)
+        if foreign is None or foreign:
+            names = ", ".join(foreign or []) or "not a torch.save file"
+            raise BadFileError(
+                f"{path}: refusing to resume from this checkpoint: its pickle asks to run "
+                f"code ({names}), which kdaug never writes. It was not made by this "
+                "pipeline; inspect it, then delete it"
+            ) from e
+        set_aside(path, "cannot be read safely (an older kdaug version's, or damaged)", log)
+        return None
+    except Exception as e:  # torch raises RuntimeError, EOFError, KeyError... on damage
+        set_aside(path, f"is unreadable ({type(e).__name__}: {str(e)[:200]})", log)
+        return None
+    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
+        set_aside(path, "is not a checkpoint of this kdaug version", log)
+        return None
+    return saved
+
+
+def foreign_globals(path: Path) -> list[str] | None:
+    """The globals (importable names: classes, functions) a ``torch.save`` file's pickle
+    asks for beyond what ``weights_only`` allows, other than kdaug's own; None when the
+    file is not a ``torch.save`` archive. Read from the pickle's opcodes, run nothing."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:
+        return None
+    return [n for n in names if not n.startswith("kdaug.")]
 
 
 def fit(
@@ -409,8 +533,12 @@ def fit(
 
     With ``checkpoint`` set, an atomic checkpoint is written every
     ``recipe.checkpoint_every`` epochs, and an existing checkpoint whose ``fingerprint``
-    matches (same cell, same code) is resumed from; a mismatching one is ignored.
+    matches (same cell, same code) is resumed from; a mismatching one is ignored, an
+    unreadable one set aside (:func:`read_checkpoint`).
     ``speed`` (default: float32, plain layout, eager) says how steps run on the device.
+
+    Raises :class:`TrainingDivergedError` when an epoch's train loss is non-finite or far above
+    its starting value (:data:`DIVERGENCE_FACTOR`): a blown-up model is never returned.
     """
     device = train.labels.device
     speed = (speed or Speed("fp32", "off", "off")).resolve(device)
@@ -430,16 +558,15 @@ def fit(
         optimizer, milestones=list(recipe.milestones), gamma=recipe.gamma
     )
     state = TrainState()
-    if checkpoint is not None and checkpoint.exists():
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if saved.get("fingerprint") == fingerprint:
-            model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            scheduler.load_state_dict(saved["scheduler"])
-            state = saved["state"]
-            log(f"resumed from {checkpoint} after epoch {state.epoch}")
-        else:
-            log(f"ignoring {checkpoint}: it was made by a different cell or code version")
+    saved = read_checkpoint(checkpoint, log) if checkpoint and checkpoint.exists() else None
+    if saved is not None and saved.get("fingerprint") == fingerprint:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        state = TrainState.from_dict(saved["state"])
+        log(f"resumed from {checkpoint} after epoch {state.epoch}")
+    elif saved is not None:
+        log(f"ignoring {checkpoint}: it was made by a different cell or code version")
 
     start_time = time.monotonic()
     start_epoch = state.epoch
@@ -463,10 +590,19 @@ def fit(
             recipe.grad_clip,
             recipe.steps_per_epoch,
         )
-        if not math.isfinite(row["train_loss"]):
-            raise FloatingPointError(
-                f"training diverged in epoch {epoch + 1} (train loss {row['train_loss']}): "
-                "lower the recipe's lr or set its grad_clip"
+        first_loss = row.pop("first_loss")
+        reference = max(math.log(train.num_classes), first_loss)
+        if state.first_loss is None:
+            state.first_loss = first_loss
+            log(f"divergence check: a train loss above {DIVERGENCE_FACTOR * reference:.4g} "
+                f"stops the run ({DIVERGENCE_FACTOR:g} x max(log {train.num_classes} classes, "
+                f"first step's loss {first_loss:.4g}))")  # fmt: skip
+        reference = max(math.log(train.num_classes), state.first_loss)
+        why = divergence(row, reference if math.isfinite(reference) else math.inf)
+        if why:
+            raise TrainingDivergedError(
+                f"training diverged in epoch {epoch + 1} ({why}): lower the recipe's lr "
+                f"(now {recipe.lr:g}) or set its grad_clip (now {recipe.grad_clip})"
             )
         scheduler.step()
         if val is not None and len(val):
@@ -491,11 +627,12 @@ def fit(
             save_checkpoint(
                 checkpoint,
                 {
+                    "format": CHECKPOINT_FORMAT,
                     "fingerprint": fingerprint,
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
-                    "state": copy.deepcopy(state),
+                    "state": copy.deepcopy(state.to_dict()),
                 },
             )
     return state
