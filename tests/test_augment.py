@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdaug.train.augment import OPS, build_augmentation, cutmix_box, random_crop
+from kdaug.train.augment import OPS, build_augmentation, cutmix_box, derangement, random_crop
 
 B, C, H, W, K = 8, 3, 32, 32, 10
 
@@ -132,3 +132,60 @@ def test_identity_augmentation_only_normalises() -> None:
     out, targets = aug(x, y, np.random.default_rng(0), lambda t: 2 * t)
     torch.testing.assert_close(out, 2 * x)
     assert torch.equal(targets, y)
+
+
+# -- Wang et al.'s code draws the appended copy's augmentation once per batch -------------
+
+
+def _distinct_images(n: int = 12, size: int = 8) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(n, 3, size, size, generator=g)
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        {"op": "crop", "padding": 2},
+        {"op": "flip", "p": 0.5},
+        {"op": "cutout", "size": 4},
+        {"op": "autoaugment"},
+    ],
+)
+def test_per_batch_draws_apply_one_transform_to_every_image(step) -> None:
+    x = _distinct_images()
+    y = torch.eye(12)
+    op = OPS.get(step["op"])(**{k: v for k, v in step.items() if k != "op"}, per="batch")
+    # The same op on one image replays the batch's single draw: every image is transformed
+    # as image 0 would be, so compare each row with the op applied to that row alone.
+    for seed in range(5):
+        out, _ = op(x, y, np.random.default_rng(seed))
+        for i in range(len(x)):
+            alone, _ = op(x[i : i + 1], y[i : i + 1], np.random.default_rng(seed))
+            assert torch.equal(out[i], alone[0])
+    with pytest.raises(ValueError, match="per must be"):
+        OPS.get("crop")(per="pixel")
+
+
+def test_per_image_draws_differ_between_images() -> None:
+    x = torch.ones(64, 1, 8, 8)
+    out, _ = OPS.get("cutout")(size=4)(x, torch.eye(64), np.random.default_rng(0))
+    holes = {tuple(torch.nonzero(out[i, 0] == 0).min(0).values.tolist()) for i in range(64)}
+    assert len(holes) > 10  # one hole per image, at many places
+    out, _ = OPS.get("cutout")(size=4, per="batch")(x, torch.eye(64), np.random.default_rng(0))
+    assert all(torch.equal(out[0], out[i]) for i in range(64))
+
+
+def test_cutmix_without_self_pairs_never_pairs_an_image_with_itself() -> None:
+    n = 6
+    x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, 8, 8).clone()
+    y = torch.eye(n)
+    op = OPS.get("cutmix")(alpha=1.0, self_pairs=False)
+    for seed in range(200):
+        _, out_y = op(x, y, np.random.default_rng(seed))
+        # every row that got a box carries two labels: its own and a different partner's
+        own = out_y[torch.arange(n), torch.arange(n)]
+        assert torch.all(own < 1.0) or torch.allclose(own, torch.ones(n))  # empty box: λ=1
+    assert derangement(np.random.default_rng(1), 1).tolist() == [0]
+    perms = [derangement(np.random.default_rng(s), 5) for s in range(100)]
+    assert all(not np.any(p == np.arange(5)) for p in perms)
+    assert all(sorted(p) == list(range(5)) for p in perms)

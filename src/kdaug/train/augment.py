@@ -53,6 +53,28 @@ def _device_ints(values: np.ndarray, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(values, dtype=torch.long).to(like.device, non_blocking=True)
 
 
+DRAWS = ("image", "batch")
+
+
+def check_per(per: str) -> None:
+    if per not in DRAWS:
+        raise ValueError(f"per must be one of {DRAWS}; got {per!r}")
+
+
+def per_row(draw: np.ndarray, batch_size: int, per: str) -> np.ndarray:
+    """A draw made for one row (``per: batch``, shape ``(1, ...)``) repeated for every row,
+    or the ``batch_size`` rows drawn as they are (``per: image``).
+
+    ``per: batch`` is what torchvision's transforms do when handed a whole batch tensor,
+    as Wang et al.'s code does for the appended copy x' (one crop, one flip coin, one
+    Cutout hole, one AutoAugment sub-policy per batch)."""
+    return np.repeat(draw, batch_size, axis=0) if per == "batch" else draw
+
+
+def draw_rows(batch_size: int, per: str) -> int:
+    return 1 if per == "batch" else batch_size
+
+
 def random_crop(x: torch.Tensor, offsets: np.ndarray, padding: int) -> torch.Tensor:
     """Crop each zero-padded image at its ``(dy, dx)`` offset in ``[0, 2*padding]``."""
     B, _, H, W = x.shape
@@ -67,22 +89,26 @@ def random_crop(x: torch.Tensor, offsets: np.ndarray, padding: int) -> torch.Ten
 
 
 @OPS.register("crop")
-def crop(padding: int = 4) -> Op:
-    """Random crop of the original size from the image padded by ``padding`` zeros."""
+def crop(padding: int = 4, per: str = "image") -> Op:
+    """Random crop of the original size from the image padded by ``padding`` zeros, one
+    offset per image or one for the whole batch (``per``, see :func:`per_row`)."""
+    check_per(per)
 
     def apply(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> Batch:
-        offsets = rng.integers(0, 2 * padding + 1, size=(len(x), 2))
-        return random_crop(x, offsets, padding), y
+        offsets = rng.integers(0, 2 * padding + 1, size=(draw_rows(len(x), per), 2))
+        return random_crop(x, per_row(offsets, len(x), per), padding), y
 
     return Op("crop", "pixel", apply)
 
 
 @OPS.register("flip")
-def flip(p: float = 0.5) -> Op:
-    """Horizontal flip of each image with probability ``p``."""
+def flip(p: float = 0.5, per: str = "image") -> Op:
+    """Horizontal flip with probability ``p``, one coin per image or per batch."""
+    check_per(per)
 
     def apply(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> Batch:
-        coins = torch.as_tensor(rng.random(len(x)) < p).to(x.device, non_blocking=True)
+        draws = per_row(rng.random(draw_rows(len(x), per)), len(x), per)
+        coins = torch.as_tensor(draws < p).to(x.device, non_blocking=True)
         return torch.where(coins[:, None, None, None], x.flip(3), x), y
 
     return Op("flip", "pixel", apply)
@@ -109,13 +135,17 @@ def box_mask(
 
 
 @OPS.register("cutout")
-def cutout(size: int = 16) -> Op:
-    """DeVries & Taylor (2017): one ``size`` x ``size`` hole per image, centre uniform over
-    the image, clipped at the border, filled with zeros after normalisation."""
+def cutout(size: int = 16, per: str = "image") -> Op:
+    """DeVries & Taylor (2017): one ``size`` x ``size`` hole per image (or one hole for
+    the whole batch, ``per: batch``), centre uniform over the image, clipped at the
+    border, filled with zeros after normalisation."""
+    check_per(per)
 
     def apply(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> Batch:
         _, _, H, W = x.shape
-        centres = np.stack([rng.integers(0, H, len(x)), rng.integers(0, W, len(x))], axis=1)
+        n = draw_rows(len(x), per)
+        centres = np.stack([rng.integers(0, H, n), rng.integers(0, W, n)], axis=1)
+        centres = per_row(centres, len(x), per)
         hole = box_mask(centres, size // 2, (H, W), x)
         return x.masked_fill(hole, 0.0), y
 
@@ -215,11 +245,23 @@ def paste(x: torch.Tensor, y: torch.Tensor, box: tuple[int, ...], perm: np.ndarr
     return out, lam * y + (1.0 - lam) * y[p]
 
 
+def derangement(rng: np.random.Generator, n: int) -> np.ndarray:
+    """A random permutation without fixed points, redrawn until it has none (as Wang et
+    al.'s code does; about e = 2.7 draws on average). One row is its own partner."""
+    if n < 2:
+        return np.arange(n)
+    while True:
+        perm = rng.permutation(n)
+        if not np.any(perm == np.arange(n)):
+            return perm
+
+
 @OPS.register("cutmix")
-def cutmix(alpha: float = 1.0, prob: float = 1.0) -> Op:
+def cutmix(alpha: float = 1.0, prob: float = 1.0, self_pairs: bool = True) -> Op:
     """Yun et al. (2019): with probability ``prob`` per batch, lambda ~ Beta(alpha, alpha),
     one box for the batch with uniform centre, partners by a random permutation, and the
-    target weight recomputed from the exact pasted area."""
+    target weight recomputed from the exact pasted area. ``self_pairs: false`` redraws the
+    permutation until no image is its own partner (Wang et al.'s code)."""
 
     def apply(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> Batch:
         if rng.random() >= prob:
@@ -227,7 +269,8 @@ def cutmix(alpha: float = 1.0, prob: float = 1.0) -> Op:
         _, _, H, W = x.shape
         lam = float(rng.beta(alpha, alpha))
         centre = (int(rng.integers(0, H)), int(rng.integers(0, W)))
-        return paste(x, y, cutmix_box(lam, (H, W), centre), rng.permutation(len(x)))
+        perm = rng.permutation(len(x)) if self_pairs else derangement(rng, len(x))
+        return paste(x, y, cutmix_box(lam, (H, W), centre), perm)
 
     return Op("cutmix", "normalized", apply)
 

@@ -43,7 +43,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from kdaug.train.augment import OPS, Batch, Op
+from kdaug.train.augment import OPS, Batch, Op, check_per, draw_rows, per_row
 
 Step = tuple[str, float, int | None]
 SubPolicy = tuple[Step, Step]
@@ -251,9 +251,11 @@ def apply_autoaugment(x: torch.Tensor, ids: np.ndarray, acts: tuple[Action, ...]
 
 
 @OPS.register("autoaugment")
-def autoaugment(policy: str = "cifar10") -> Op:
+def autoaugment(policy: str = "cifar10", per: str = "image") -> Op:
     """AutoAugment with a learned policy (only torchvision's ``cifar10``), one sub-policy
-    per image; acts on [0, 1] images before normalisation."""
+    and its coins per image, or one for the whole batch (``per: batch``, what torchvision's
+    ``AutoAugment`` does to a batch tensor); acts on [0, 1] images before normalisation."""
+    check_per(per)
     if policy not in POLICIES:
         known = ", ".join(sorted(POLICIES))
         raise ValueError(f"unknown AutoAugment policy {policy!r}; known: {known}")
@@ -262,7 +264,10 @@ def autoaugment(policy: str = "cifar10") -> Op:
         B, C, H, W = x.shape
         if C not in (1, 3):
             raise ValueError(f"AutoAugment needs 1 or 3 channels, got {C}")
-        draws = draw_autoaugment(rng, B, len(POLICIES[policy]))
+        one = draw_autoaugment(rng, draw_rows(B, per), len(POLICIES[policy]))
+        draws = AutoAugmentDraws(
+            per_row(one.policy, B, per), per_row(one.coin, B, per), per_row(one.negate, B, per)
+        )
         ids = resolve(draws, policy, (H, W))
         return apply_autoaugment(x, ids, actions(policy, (H, W))), y
 
