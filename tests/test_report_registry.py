@@ -44,3 +44,10 @@ def test_report_files_per_selection() -> None:
     assert not [
         f for f in report_files(Report("x", ("t",), claims=False), ["last"]) if "claims" in f
     ]
+
+
+def test_every_report_has_latex_tables_and_training_curves() -> None:
+    files = report_files(Report("x", ("t",), claims=False), ["last", "best_val"])
+    assert "last/t.tex" in files and "best_val/t.tex" in files
+    # once per experiment, not per selection: the histories hold every epoch
+    assert files.count("figure_training_curves.png") == files.count("training_curves.csv") == 1

@@ -11,8 +11,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from kdaug import plan
+from kdaug.cells import Cell
 from kdaug.papers import render_claims, render_figure, render_table
+from kdaug.report import registry
 from kdaug.report.registry import PAPERS, REPORTS, paper_of, report_files
+
+# The LaTeX beside each table's CSV and Markdown (plan names those two).
+TABLE_TEX = plan.TABLE_CSV.removesuffix(".csv") + ".tex"
+# Per experiment, for every selection: its models' training curves and their data.
+TRAINING_CURVES_FIGURE = f"{plan.EXPERIMENT}/{registry.TRAINING_CURVES_FIGURE}"
+TRAINING_CURVES_CSV = f"{plan.EXPERIMENT}/{registry.TRAINING_CURVES_CSV}"
 
 
 def figure_inputs(
@@ -25,6 +33,18 @@ def figure_inputs(
     if outputs:
         return {"outputs": outputs}
     return {"metrics": plan.METRICS_CSV.format(experiment=experiment)}
+
+
+def training_curve_cells(config: Mapping[str, Any], experiment: str) -> list[Cell]:
+    """The models whose histories the training-curve figure draws: every cell of the
+    experiment (teachers first)."""
+    return plan.experiment_cells(config, experiment)
+
+
+def training_curve_inputs(config: Mapping[str, Any], experiment: str) -> list[str]:
+    """The render_training_curves rule's inputs: the model files, in
+    :func:`training_curve_cells` order."""
+    return [cell.model_file for cell in training_curve_cells(config, experiment)]
 
 
 # -- snakemake --report: categories and captions ----------------------------------------
@@ -46,6 +66,7 @@ class ReportCaption:
     shows: str
     table_csv: str | None = None
     claims_csv: str | None = None
+    curves_csv: str | None = None
 
     def found(self) -> str:
         parts = []
@@ -56,6 +77,10 @@ class ReportCaption:
             ))  # fmt: skip
         if self.table_csv and os.path.exists(self.table_csv):
             parts.append(_paper_difference(self.table_csv))
+        if self.curves_csv and os.path.exists(self.curves_csv):
+            from kdaug.report import curves
+
+            parts.append(curves.summary_line(curves.read_curves(self.curves_csv)))
         return "; ".join(p for p in parts if p) or "see the values shown"
 
 
@@ -100,9 +125,25 @@ def report_caption(
     return ReportCaption(report.claim, shows, table_csv, claims_csv)
 
 
+def training_curves_caption(config: Mapping[str, Any], experiment: str) -> ReportCaption:
+    """The caption of an experiment's training-curve figure."""
+    report = REPORTS.get(config["experiments"][experiment]["report"])
+    shows = (
+        f"Training curves of every model of {experiment}: train and validation loss and "
+        "accuracy per epoch, one line per kind of model (teachers per augmentation, "
+        "students per teacher augmentation, KD method and augmentation), mean over seeds "
+        "with a band of one std; the numbers are in training_curves.csv."
+    )
+    curves_csv = TRAINING_CURVES_CSV.format(experiment=experiment)
+    return ReportCaption(report.claim, shows, curves_csv=curves_csv)
+
+
 __all__ = [
     "PAPERS",
     "REPORTS",
+    "TABLE_TEX",
+    "TRAINING_CURVES_CSV",
+    "TRAINING_CURVES_FIGURE",
     "figure_inputs",
     "render_claims",
     "render_figure",
@@ -110,4 +151,6 @@ __all__ = [
     "report_caption",
     "report_category",
     "report_files",
+    "training_curve_inputs",
+    "training_curves_caption",
 ]

@@ -1,5 +1,6 @@
 # Per experiment: collect every metrics file into one long CSV, then render each table and
-# figure of the experiment's report (one job per file, so one can be redrawn alone).
+# figure of the experiment's report (one job per file, so one can be redrawn alone), and
+# the training curves of its models from their stored histories.
 
 
 rule collect_metrics:
@@ -33,6 +34,7 @@ rule render_table:
             labels={"file": "{table}", "weights": "{selection}"},
         ),
         md=plan.TABLE_MD,
+        tex=render.TABLE_TEX,
     log:
         "logs/experiments/{experiment}/{selection}/{table}.log",
     conda:
@@ -98,3 +100,28 @@ rule render_claims:
         code=script_code("render_claims"),
     script:
         "../scripts/render_claims.py"
+
+
+rule render_training_curves:
+    input:
+        lambda w: render.training_curve_inputs(config, w.experiment),
+    output:
+        figure=report(
+            render.TRAINING_CURVES_FIGURE,
+            caption="../report/item.rst",
+            category=lambda w: render.report_category(config, w.experiment),
+            subcategory="{experiment}",
+            labels={"file": "figure_training_curves", "weights": "every epoch"},
+        ),
+        csv=render.TRAINING_CURVES_CSV,
+    log:
+        "logs/experiments/{experiment}/training_curves.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    params:
+        caption=lambda w: render.training_curves_caption(config, w.experiment),
+        cells=lambda w: render.training_curve_cells(config, w.experiment),
+        code=script_code("render_training_curves"),
+    script:
+        "../scripts/render_training_curves.py"

@@ -36,9 +36,10 @@ import numpy as np
 
 from kdaug.cells import Cell as ModelCell
 from kdaug.cells import student_variants, students_of
-from kdaug.io import atomic_path, read_long_csv
+from kdaug.io import read_long_csv
 from kdaug.measure.robustness import ATTACKS, attack_metric
 from kdaug.papers.wang2022 import WangResults, accuracy_table
+from kdaug.report import plots
 from kdaug.report.registry import Paper, Report, register_paper, register_report
 from kdaug.report.results import Summary, summarize
 from kdaug.report.tables import Cell, PaperLookup, Table, paper_lookup
@@ -129,7 +130,7 @@ def scenarios_table(results: ChoiResults, selection: str) -> Table:
         "(Mix- = trained with mixup; Choi et al. 2023 Figure 2: a mixup-trained teacher "
         "makes a worse student). Cells: mean ± std [95% t-interval] over seeds."
     )
-    return Table(caption, ["teacher", "student"], header, rows)
+    return Table(caption, ["teacher", "student"], header, rows, metric="accuracy")
 
 
 def vscore_table(results: ChoiResults, selection: str) -> Table:
@@ -181,7 +182,7 @@ def temperature_table(results: ChoiResults, selection: str) -> Table:
         f"trained with {taug}): student test accuracy (%) per pair and KD method (Choi et "
         "al. Figure 5: T = 1 beats T = 4 with a mixup teacher)."
     )
-    return Table(caption, ["teacher", "student"], header, rows)
+    return Table(caption, ["teacher", "student"], header, rows, metric="accuracy")
 
 
 def pmu_grid(exp: Mapping[str, Any]) -> tuple[list[int], list[str], dict[tuple[int, str], str]]:
@@ -240,7 +241,7 @@ def partial_mixup_table(results: ChoiResults, selection: str) -> Table:
         "accuracy (%) per mixed fraction of each batch (rows) and mixup alpha (columns); "
         "the no-mixup row has one value (first column). Choi et al. Table 4."
     )
-    return Table(caption, ["mixup"], [f"alpha={a}" for a in alphas], rows)
+    return Table(caption, ["mixup"], [f"alpha={a}" for a in alphas], rows, metric="accuracy")
 
 
 def robustness_table(results: ChoiResults, selection: str) -> Table:
@@ -273,7 +274,7 @@ def robustness_table(results: ChoiResults, selection: str) -> Table:
         "test accuracy (%) under FGSM and 10-step I-FGSM at each eps (pixel units in "
         "[0, 1]); eps = 0 is the clean accuracy. Choi et al. Table 3."
     )
-    return Table(caption, ["row"], header, rows)
+    return Table(caption, ["row"], header, rows, metric="accuracy")
 
 
 def _eps_in(results: ChoiResults) -> list[float]:
@@ -286,44 +287,13 @@ def _eps_in(results: ChoiResults) -> list[float]:
 # -- figures ------------------------------------------------------------------------------
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: str | os.PathLike[str]) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    _pyplot().close(fig)
-
-
-def _bars(ax, groups: list[str], series: dict[str, list[Summary]], ylabel: str) -> None:
-    width = 0.8 / max(len(series), 1)
-    x = np.arange(len(groups))
-    for i, (label, values) in enumerate(series.items()):
-        means = [v.mean for v in values]
-        errs = [0.0 if math.isnan(v.std) else v.std for v in values]
-        ax.bar(
-            x + (i - (len(series) - 1) / 2) * width, means, width, yerr=errs, label=label, capsize=2
-        )
-    ax.set_xticks(x, groups)
-    ax.set_ylabel(ylabel)
-    ax.grid(axis="y", alpha=0.3)
-    # Below the axes: bars reach every height, a legend inside would cover some.
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=min(len(series), 4))
-
-
 def plot_scenarios(results: ChoiResults, selection: str, path: str) -> None:
     table = scenarios_table(results, selection)
-    plt = _pyplot()
+    plt = plots.pyplot()
     fig, ax = plt.subplots(figsize=(max(7.0, 1.6 * len(table.rows)), 4.2))
     groups = [keys[0] for keys, _ in table.rows]
     series = {s: [cells[2 + i].summary for _, cells in table.rows] for i, s in enumerate(SCENARIOS)}
-    _bars(ax, groups, series, "student test accuracy (%)")
+    plots.grouped_bars(ax, groups, series, "student test accuracy (%)")
     ax.set_xlabel("teacher")
     values = [c.summary.mean for _, cells in table.rows for c in cells[2:] if not c.summary.empty]
     if values:
@@ -332,7 +302,7 @@ def plot_scenarios(results: ChoiResults, selection: str, path: str) -> None:
         f"Student accuracy under the four mixup scenarios ({selection}; Choi et al. Fig. 2)"
     )
     fig.tight_layout()
-    _save(fig, path)
+    plots.save(fig, path)
 
 
 def plot_temperature(results: ChoiResults, selection: str, path: str) -> None:
@@ -352,19 +322,14 @@ def plot_temperature(results: ChoiResults, selection: str, path: str) -> None:
     finite = [g[np.isfinite(g)] for g in grids]
     lo = min((f.min() for f in finite if f.size), default=0.0)
     hi = max((f.max() for f in finite if f.size), default=100.0)
-    plt = _pyplot()
+    plt = plots.pyplot()
     fig, axes = plt.subplots(
         1, len(variants), figsize=(4.8 * len(variants) + 1, 4.2), squeeze=False
     )
     for k, (ax, grid, (kd, saug)) in enumerate(zip(axes.flat, grids, variants, strict=True)):
-        image = ax.imshow(grid, vmin=lo, vmax=hi, cmap="viridis")
-        for (i, j), v in np.ndenumerate(grid):
-            if np.isfinite(v):
-                dark = v < (lo + hi) / 2  # white text on the dark end of viridis
-                ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=8,
-                        color="w" if dark else "k")  # fmt: skip
-        ax.set_xticks(range(len(students)), students, rotation=45, ha="right")
-        ax.set_yticks(range(len(teachers)), teachers)
+        image = plots.heatmap(ax, grid, lo, hi, students, teachers, annotate=".1f")
+        ax.tick_params(axis="x", labelrotation=45)
+        ax.tick_params(axis="y", labelrotation=0)
         ax.set_xlabel("student")
         if k == 0:  # the rows are the same teachers in every panel
             ax.set_ylabel(f"teacher ({taug})")
@@ -373,12 +338,12 @@ def plot_temperature(results: ChoiResults, selection: str, path: str) -> None:
         ax.set_title(f"{kd}, student {saug}", fontsize=10)
     fig.colorbar(image, ax=list(axes.flat), label="student test accuracy (%)")
     fig.suptitle(f"Mixup teachers at each temperature ({selection}; Choi et al. Fig. 5)")
-    _save(fig, path)
+    plots.save(fig, path)
 
 
 def plot_partial_mixup(results: ChoiResults, selection: str, path: str) -> None:
     table = partial_mixup_table(results, selection)
-    plt = _pyplot()
+    plt = plots.pyplot()
     fig, ax = plt.subplots(figsize=(7.0, 4.2))
     alphas = [h.split("=")[1] for h in table.value_header]
     for keys, cells in table.rows:
@@ -395,12 +360,12 @@ def plot_partial_mixup(results: ChoiResults, selection: str, path: str) -> None:
     ax.legend(fontsize=8)
     ax.set_title(f"Partial vs full mixup ({selection}; Choi et al. Fig. 6 / Table 4)")
     fig.tight_layout()
-    _save(fig, path)
+    plots.save(fig, path)
 
 
 def plot_robustness(results: ChoiResults, selection: str, path: str) -> None:
     table = robustness_table(results, selection)
-    plt = _pyplot()
+    plt = plots.pyplot()
     fig, axes = plt.subplots(1, len(ATTACKS), figsize=(6.0 * len(ATTACKS), 4.2), squeeze=False)
     per_attack = len(table.value_header) // len(ATTACKS)
     for k, (ax, method) in enumerate(zip(axes.flat, ATTACKS, strict=True)):
@@ -410,11 +375,11 @@ def plot_robustness(results: ChoiResults, selection: str, path: str) -> None:
             keys[0]: [c.summary for c in cells[k * per_attack : (k + 1) * per_attack]]
             for keys, cells in table.rows
         }
-        _bars(ax, groups, series, "test accuracy (%)")
+        plots.grouped_bars(ax, groups, series, "test accuracy (%)")
         ax.set_title(method.upper())
     fig.suptitle(f"Accuracy under attack ({selection}; Choi et al. Table 3 / Fig. 7)")
     fig.tight_layout()
-    _save(fig, path)
+    plots.save(fig, path)
 
 
 # -- figures from stored outputs (Figures 1, 3, 4) -------------------------------------------
@@ -493,7 +458,7 @@ def plot_tsne(exp: Mapping[str, Any], selection: str, outputs: Sequence[str], pa
     split = _figure_splits(exp, "figure3_tsne")[0]
     models = [label for label, _ in scenario_models(exp)]
     per_class = int(exp.get("figures", {}).get("tsne_per_class", 250))
-    plt = _pyplot()
+    plt = plots.pyplot()
     fig, axes = plt.subplots(
         len(groups), len(models), figsize=(2.5 * len(models) + 1.2, 2.6 * len(groups)),
         squeeze=False,
@@ -509,25 +474,22 @@ def plot_tsne(exp: Mapping[str, Any], selection: str, outputs: Sequence[str], pa
             x = standardize(d.embeddings[rows])
             perplexity = min(30.0, max(2.0, (len(rows) - 1) / 3))
             xy = TSNE(perplexity=perplexity, init="pca", random_state=0).fit_transform(x)
+            shown = [classes[indices.index(c)] for c in d.labels[rows]]
+            colours = plots.class_scatter(ax, xy, shown, classes, legend=j == len(models) - 1)
             for c, name in zip(indices, classes, strict=True):
-                mine = d.labels[rows] == c
-                points = ax.scatter(xy[mine, 0], xy[mine, 1], s=3, label=name)
-                centre = xy[mine].mean(axis=0)
-                ax.scatter(*centre, marker="*", s=120, color=points.get_facecolor()[0],
+                centre = xy[d.labels[rows] == c].mean(axis=0)
+                ax.scatter(*centre, marker="*", s=120, color=colours[name],
                            edgecolors="k", linewidths=0.6)  # fmt: skip
             v = v_score(d.embeddings, d.labels, indices, seed=0)
             ax.set_title(f"{label}\nV = {v:.3f}", fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
         axes[i, 0].set_ylabel(f"{group} classes", fontsize=9)
-        axes[i, -1].legend(fontsize=7, markerscale=3, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.suptitle(
         f"t-SNE of penultimate features on {split} ({selection}; Choi et al. Figs. 1, 3); "
         "* = class centre, V = V-score of the group",
         fontsize=10,
     )
     fig.tight_layout()
-    _save(fig, path)
+    plots.save(fig, path)
 
 
 def class_mean_distributions(
@@ -554,7 +516,7 @@ def plot_class_distributions(
     data = _load_outputs(exp, "figure4_class_distributions", outputs)
     splits = _figure_splits(exp, "figure4_class_distributions")
     models = [label for label, _ in scenario_models(exp)]
-    plt = _pyplot()
+    plt = plots.pyplot()
     fig, axes = plt.subplots(
         len(splits), len(models), figsize=(2.3 * len(models) + 1.0, 2.2 * len(splits) + 0.6),
         squeeze=False, layout="constrained",
@@ -566,17 +528,16 @@ def plot_class_distributions(
             probs = np.exp(logp)
             indices = class_indices(d.options["class_names"], classes)
             means = class_mean_distributions(probs, d.labels, indices)
-            image = ax.imshow(
-                means, vmin=0.0, vmax=1.0, cmap="magma", aspect="auto", interpolation="nearest"
+            image = plots.heatmap(
+                ax, means, 0.0, 1.0, yticklabels=classes if j == 0 else False, cmap="magma"
             )
             accuracy = float((probs.argmax(axis=1) == d.labels).mean()) * 100
             entropy = float(-(probs * logp).sum(axis=1).mean())
             ax.set_title(f"{label}\n{split}: acc {accuracy:.1f}%, H {entropy:.2f}", fontsize=8)
-            ax.set_yticks(range(len(classes)), classes if j == 0 else [], fontsize=7)
+            ax.tick_params(axis="y", labelrotation=0, labelsize=7)
             for c in indices:  # outline the true class of each row
-                ax.add_patch(plt.Rectangle((c - 0.5, indices.index(c) - 0.5), 1, 1, fill=False,
+                ax.add_patch(plt.Rectangle((c, indices.index(c)), 1, 1, fill=False,
                                            edgecolor="c", linewidth=0.8))  # fmt: skip
-            ax.set_xticks([])
             if i == len(splits) - 1:
                 ax.set_xlabel("predicted class (all)", fontsize=8)
         axes[i, 0].set_ylabel(f"true class ({split})", fontsize=8)
@@ -586,7 +547,7 @@ def plot_class_distributions(
         f"({selection}; Choi et al. Fig. 4); H = mean entropy (nats)",
         fontsize=10,
     )
-    _save(fig, path)
+    plots.save(fig, path)
 
 
 OUTPUT_FIGURES: dict[str, Callable[[Mapping[str, Any], str, Sequence[str], str], None]] = {

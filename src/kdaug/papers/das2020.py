@@ -196,7 +196,7 @@ def _bars(inputs: FigureInputs, selection: str, path: Path, metric: str, role: s
     results, exp = inputs.results, inputs.exp
     augs, models = results.row_values("teacher_aug"), results.models("all")
     split = results.split(role)
-    fig, ax = plt.subplots(figsize=(2.6 + 1.3 * len(augs), 3.8), dpi=plots.DPI)
+    fig, ax = plt.subplots(figsize=(2.6 + 1.3 * len(augs), 3.8))
     series = {
         _model_label(exp, m): [
             results.summary(selection, split, m, metric, "teacher_aug", a) for a in augs
@@ -246,18 +246,15 @@ def _heatmap_grid(
     side = 2.4 if len(names) <= 10 else 3.2
     fig, axes = plt.subplots(
         len(models), len(augs), figsize=(0.8 + side * len(augs), 0.6 + side * len(models)),
-        dpi=130, squeeze=False,
+        squeeze=False,
     )  # fmt: skip
     image = None
     for i, model in enumerate(models):
         for j, aug in enumerate(augs):
             ax = axes[i][j]
-            m = mats[(aug, model)]
-            image = ax.imshow(
-                m, cmap="viridis", vmin=0.0, vmax=vmax, interpolation="nearest",
-            )  # fmt: skip
-            ax.set_xticks(range(len(names)), names, rotation=90, fontsize=5)
-            ax.set_yticks(range(len(names)), names, fontsize=5)
+            image = plots.heatmap(ax, mats[(aug, model)], 0.0, vmax, names, names, square=True)
+            ax.tick_params(axis="x", labelrotation=90, labelsize=5)
+            ax.tick_params(axis="y", labelrotation=0, labelsize=5)
             if i == 0:
                 ax.set_title(aug, fontsize=9)
             if j == 0:
@@ -283,10 +280,10 @@ def plot_human_confidence(inputs: FigureInputs, selection: str, path: Path) -> N
         raise ValueError("figure 3 needs a split with human soft labels")
     m = metrics.masked_confusion_probabilities(data.soft_labels, data.labels, data.num_classes)
     names = _class_names(next(iter(inputs.outputs.values())))
-    fig, ax = plt.subplots(figsize=(5.2, 4.4), dpi=150)
-    image = ax.imshow(m, cmap="viridis", interpolation="nearest")
-    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(names)), names, fontsize=7)
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    image = plots.heatmap(ax, m, 0.0, float(np.nanmax(m)), names, names, square=True)
+    ax.tick_params(axis="x", labelrotation=90, labelsize=7)
+    ax.tick_params(axis="y", labelrotation=0, labelsize=7)
     ax.set_xlabel("label given by annotators")
     ax.set_ylabel("true class")
     ax.set_title("Average human confidence per true class\n(diagonal masked)", fontsize=10)
@@ -335,7 +332,7 @@ def plot_reliability(inputs: FigureInputs, selection: str, path: Path) -> None:
     keys = list(inputs.outputs)
     augs = list(dict.fromkeys(r for r, _ in keys))
     models = list(dict.fromkeys(m for _, m in keys))
-    fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.6), dpi=150)
+    fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.6))
     axes = np.atleast_1d(axes)
     for ax, model in zip(axes, models, strict=True):
         ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="ideal")
@@ -372,7 +369,7 @@ def plot_tsne(inputs: FigureInputs, selection: str, path: Path) -> None:
         raise ValueError(f"figures.tsne_classes {missing} are not classes of {names}")
     classes = [names.index(c) for c in wanted]
     per_class = int(options.get("tsne_per_class", 250))
-    fig, axes = plt.subplots(1, len(augs), figsize=(3.0 * len(augs), 3.3), dpi=150)
+    fig, axes = plt.subplots(1, len(augs), figsize=(3.0 * len(augs), 3.3))
     axes = np.atleast_1d(axes)
     for ax, aug in zip(axes, augs, strict=True):
         d = inputs.load(aug, "teacher")
@@ -385,13 +382,9 @@ def plot_tsne(inputs: FigureInputs, selection: str, path: Path) -> None:
         x = metrics.standardize(d.embeddings[index])
         perplexity = min(30.0, max(2.0, (len(index) - 1) / 3))
         xy = TSNE(perplexity=perplexity, init="pca", random_state=0).fit_transform(x)
-        for c in classes:
-            rows = d.labels[index] == c
-            ax.scatter(xy[rows, 0], xy[rows, 1], s=3, label=names[c])
+        shown = [names[c] for c in d.labels[index]]
+        plots.class_scatter(ax, xy, shown, list(wanted), legend=ax is axes[-1])
         ax.set_title(aug, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    axes[-1].legend(fontsize=7, markerscale=3, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.suptitle(f"t-SNE of teacher penultimate embeddings ({selection} weights)", fontsize=10)
     fig.tight_layout()
     plots.save(fig, path)

@@ -21,7 +21,6 @@ not false. Augmentation names map to the paper's rows by dropping ``append_``
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from collections import defaultdict
@@ -34,9 +33,17 @@ import numpy as np
 
 from kdaug.cells import STREAM_SPLIT, student_variants, students_of
 from kdaug.io import atomic_path, read_long_csv
+from kdaug.report import plots
 from kdaug.report.registry import Paper, Report, register_paper, register_report
 from kdaug.report.results import Summary, summarize
-from kdaug.report.tables import Cell, PaperLookup, Table, paper_lookup
+from kdaug.report.tables import (
+    Cell,
+    PaperLookup,
+    Table,
+    latex_tabular,
+    markdown_table,
+    paper_lookup,
+)
 
 PAPER = "wang2022"
 # Per dataset: the paper's tables of each kind (a dataset not listed has no paper values).
@@ -223,38 +230,60 @@ def correlations(results: WangResults, selection: str) -> list[Correlation]:
     return found
 
 
+CORRELATION_COLUMNS = ("teacher", "student", "statistic", "pearson_r", "p_value", "points")
+
+
 def write_correlation_table(
     results: WangResults, selection: str, stem: str | os.PathLike[str]
 ) -> None:
-    rows = correlations(results, selection)
-    with atomic_path(f"{stem}.csv") as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["teacher", "student", "statistic", "pearson_r", "p_value", "points"])
-        for c in rows:
-            writer.writerow([*c.pair, c.statistic, c.r, c.p, c.points])
-    lines = [
+    """``stem``.csv (one row per pair and statistic), .md and .tex (one row per pair, one
+    column per statistic: ``r (p, n)``), from one frame."""
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        [(*c.pair, c.statistic, c.r, c.p, c.points) for c in correlations(results, selection)],
+        columns=list(CORRELATION_COLUMNS),
+    )
+    with atomic_path(f"{stem}.csv") as tmp:
+        frame.to_csv(tmp, index=False, na_rep="nan")
+    caption = (
         f"**Correlation of teacher statistics with student test loss** ({selection} weights). "
         "Pearson's r and two-sided p over the appended augmentations (each point a mean "
         "over seeds), per teacher/student pair. Wang et al. 2022 report strong positive "
         "correlation for T. stddev (Figure 4; its r and p values are not in the text) and "
-        "weaker agreement for v-bar and r-bar (appendix A.2).",
-        "",
-        "| teacher | student | "
-        + " | ".join(f"{STATISTICS[m][2]} r (p)" for m in STATISTICS)
-        + " |",
-        "|---|---|" + "---|" * len(STATISTICS),
-    ]
-    by_pair: dict[tuple[str, str], dict[str, Correlation]] = defaultdict(dict)
-    for c in rows:
-        by_pair[c.pair][c.statistic] = c
-    for pair, cells in by_pair.items():
-        text = [
-            "—" if math.isnan(c.r) else f"{c.r:+.3f} (p={c.p:.2g}, n={c.points})"
-            for c in (cells[m] for m in STATISTICS)
-        ]
-        lines.append(f"| {pair[0]} | {pair[1]} | " + " | ".join(text) + " |")
+        "weaker agreement for v-bar and r-bar (appendix A.2)."
+    )
+    keys, header = ["teacher", "student"], [f"{STATISTICS[m][2]} r (p)" for m in STATISTICS]
+
+    def wide(text: Callable[[Any], str]) -> pd.DataFrame:
+        """One row per pair, one text cell per statistic (in :data:`STATISTICS` order)."""
+        cells = frame.assign(text=[text(c) for c in frame.itertuples()])
+        table = cells.pivot_table(
+            index=keys, columns="statistic", values="text", aggfunc="first", sort=False
+        )
+        return table.reindex(columns=list(STATISTICS))
+
+    def markdown(c: Any) -> str:
+        return "—" if math.isnan(c.pearson_r) else (
+            f"{c.pearson_r:+.3f} (p={c.p_value:.2g}, n={c.points})"
+        )  # fmt: skip
+
+    def latex(c: Any) -> str:
+        if math.isnan(c.pearson_r):
+            return "--"
+        return f"${c.pearson_r:+.3f}$ ($p = {c.p_value:.2g}$, $n = {c.points}$)"
+
+    md = wide(markdown)
+    rows = [[*pair, *cells] for pair, cells in zip(md.index, md.to_numpy().tolist(), strict=True)]
     with atomic_path(f"{stem}.md") as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+        tmp.write_text(markdown_table(caption, keys + header, rows))
+    tex = wide(latex)
+    rows = [
+        (list(pair), cells) for pair, cells in zip(tex.index, tex.to_numpy().tolist(), strict=True)
+    ]
+    # Pearson's r has no better end: no cell is bold.
+    with atomic_path(f"{stem}.tex") as tmp:
+        tmp.write_text(latex_tabular(caption, keys, header, rows))
 
 
 def accuracy_table(
@@ -284,16 +313,13 @@ def accuracy_table(
         f"row and teacher/student pair ({source}). Cells: mean ± std [95% t-interval] "
         "over seeds."
     )
-    return Table(caption, ["row"], header, rows)
+    # Columns are pairs: the metric comes from the table; the teacher row is a reference.
+    return Table(caption, ["row"], header, rows, metric="accuracy", unranked_rows=("teacher",))
 
 
 def plot_scatter(results: WangResults, selection: str, path: str | os.PathLike[str]) -> None:
     """Figure 4: T. stddev vs student test loss per pair, one point per scheme."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plots.pyplot()
     kd = results.single_kd()
     r_of = {(c.pair, c.statistic): c for c in correlations(results, selection)}
     pairs = results.pairs
@@ -301,7 +327,7 @@ def plot_scatter(results: WangResults, selection: str, path: str | os.PathLike[s
     rows = math.ceil(len(pairs) / cols)
     width = max(4.6 * cols, 8.0)  # room for the title and the legend with one panel
     fig, axes = plt.subplots(rows, cols, figsize=(width, 3.9 * rows + 1.0), squeeze=False)
-    colours = plt.get_cmap("tab10")
+    colours = plots.palette(len(results.augmentations))
     for ax, pair in zip(axes.flat, pairs, strict=False):
         for i, aug in enumerate(results.augmentations):
             x = _scaled(results.student(pair, kd, aug, "t_stddev", selection), 1e3)
@@ -310,7 +336,7 @@ def plot_scatter(results: WangResults, selection: str, path: str | os.PathLike[s
                 continue
             xerr = None if math.isnan(x.std) else x.std
             yerr = None if math.isnan(y.std) else y.std
-            ax.errorbar(x.mean, y.mean, xerr=xerr, yerr=yerr, fmt="o", color=colours(i % 10),
+            ax.errorbar(x.mean, y.mean, xerr=xerr, yerr=yerr, fmt="o", color=colours[i],
                         label=paper_row(results.exp, aug), capsize=2)  # fmt: skip
         c = r_of[(pair, "t_stddev")]
         stat = "r = n/a" if math.isnan(c.r) else f"r = {c.r:+.2f}, p = {c.p:.2g}"
@@ -325,9 +351,7 @@ def plot_scatter(results: WangResults, selection: str, path: str | os.PathLike[s
                bbox_to_anchor=(0.5, 0.0), title="appended augmentation")  # fmt: skip
     fig.suptitle(f"T. stddev vs student test loss ({selection} weights; Wang et al. Fig. 4)")
     fig.tight_layout(rect=(0, 1.0 / fig.get_figheight(), 1, 1))  # 1 inch for the legend
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    plots.save(fig, path)
 
 
 def plot_error_vs_epochs(
@@ -337,11 +361,7 @@ def plot_error_vs_epochs(
     vs KD, one line per (loss, augmentation), one panel per pair; error bars: one std
     over seeds. Epochs per KD method come from ``student_epochs`` (see
     :func:`kdaug.plan.experiment_view`)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plots.pyplot()
     epochs, alpha = results.exp["student_epochs"], results.exp["kd_alpha"]
     pairs = results.pairs
     fig, axes = plt.subplots(
@@ -372,9 +392,7 @@ def plot_error_vs_epochs(
         ax.legend(fontsize=7)
     fig.suptitle(f"Test error vs epochs, KD vs CE ({selection} weights; Wang et al. Fig. 2)")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    plots.save(fig, path)
 
 
 # -- what the reports render ------------------------------------------------------------

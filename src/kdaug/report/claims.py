@@ -34,12 +34,11 @@ from typing import Any
 
 import numpy as np
 import yaml
-from scipy import stats
 
 from kdaug.io import atomic_path
+from kdaug.report.results import t_half_width
 
 EXPECTATIONS = ("greater", "less")
-CI_LEVEL = 0.95
 
 REQUIRED_KEYS = ("id", "claim", "source", "quote", "metric", "split", "a", "b", "expect")
 OPTIONAL_KEYS = ("paper", "report", "note")
@@ -356,9 +355,11 @@ def paired_test(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
             out["t"] = out["d_z"] = math.copysign(math.inf, mean)
             out["p"] = 0.0
         return out
+    from scipy import stats  # here: every job that plans the workflow imports this module
+
     sd = float(d.std(ddof=1))
     res = stats.ttest_rel(a_arr, b_arr)
-    half = float(stats.t.ppf(0.5 + CI_LEVEL / 2, n - 1)) * sd / math.sqrt(n)
+    half = float(t_half_width(sd, n))
     out |= {"ci_low": mean - half, "ci_high": mean + half, "d_z": mean / sd}
     out |= {"t": float(res.statistic), "p": float(res.pvalue)}
     return out

@@ -1,8 +1,16 @@
-"""One plotting module for every paper: the pyplot handle, the house style, atomic saving,
-and the chart kinds the papers share (bars with seed error bars, heat maps).
+"""One plotting module for every paper: the pyplot handle with the house style (seaborn's
+``ticks`` theme, one set of font sizes), atomic saving at one DPI, and the chart kinds the
+papers share: bars with seed error bars, heat maps on one colour scale, class-coloured
+scatter panels (t-SNE), and lines with a band over seeds (training curves).
 
-matplotlib is imported inside :func:`pyplot` so that importing a paper module (which every
-render job does) stays cheap; figures are drawn off-screen (Agg).
+seaborn draws where its functions fit the data as we hold it: ``heatmap`` for matrices,
+``scatterplot`` for per-class points, ``lineplot`` for values per seed. Bars are drawn with
+matplotlib from :class:`~kdaug.report.results.Summary` s (the tables' own numbers; seaborn's
+``barplot`` would recompute them from raw values).
+
+matplotlib and seaborn are imported inside the functions (about 1.5 s together) so that
+importing a paper module, which every job that plans the workflow does, stays cheap;
+figures are drawn off-screen (Agg).
 """
 
 from __future__ import annotations
@@ -17,18 +25,44 @@ import numpy as np
 from kdaug.io import atomic_path
 
 DPI = 150
+# Font sizes of every figure (points); explicit sizes in the papers' code only shrink
+# crowded tick labels.
+STYLE = {
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "legend.fontsize": 8,
+    "legend.title_fontsize": 8,
+    "figure.titlesize": 11,
+    "savefig.bbox": "tight",
+}
 
 
 def pyplot() -> Any:
-    """matplotlib.pyplot on the Agg backend, with the house style (seaborn's ``ticks``
-    theme where seaborn is installed)."""
+    """matplotlib.pyplot on the Agg backend, with the house style applied."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import seaborn as sns
 
-    plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "savefig.bbox": "tight"})
+    sns.set_theme(context="notebook", style="ticks", rc=STYLE)
     return plt
+
+
+def seaborn() -> Any:
+    """The seaborn module, with the house style applied."""
+    pyplot()
+    import seaborn as sns
+
+    return sns
+
+
+def palette(n: int) -> list[Any]:
+    """``n`` distinct colours of the house palette (the same order in every figure)."""
+    return list(seaborn().color_palette(n_colors=max(n, 1)))
 
 
 def save(fig: Any, path: str | os.PathLike[str], dpi: int = DPI) -> None:
@@ -66,8 +100,56 @@ def grouped_bars(
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)
     if legend == "right":
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     else:  # below the axes: bars reach every height, a legend inside would cover some
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12),
-                  ncol=min(len(series), 4))  # fmt: skip
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=min(len(series), 4))
     return top
+
+
+def heatmap(
+    ax: Any,
+    matrix: np.ndarray,
+    vmin: float,
+    vmax: float,
+    xticklabels: Sequence[str] | bool = False,
+    yticklabels: Sequence[str] | bool = False,
+    cmap: str = "viridis",
+    annotate: str | None = None,
+    **options: Any,
+) -> Any:
+    """One heat-map panel (seaborn's ``heatmap``; NaN cells left blank) on the colour
+    scale ``[vmin, vmax]`` and without a colour bar of its own, so that panels share one:
+    returns the mappable for ``fig.colorbar``. ``annotate``: a format (``".1f"``) to print
+    each value in its cell. Cell (i, j) spans [j, j + 1] x [i, i + 1]."""
+    seaborn().heatmap(
+        np.asarray(matrix, dtype=float), ax=ax, vmin=vmin, vmax=vmax, cmap=cmap, cbar=False,
+        annot=annotate is not None, fmt=annotate or "", annot_kws={"fontsize": 8},
+        xticklabels=list(xticklabels) if not isinstance(xticklabels, bool) else xticklabels,
+        yticklabels=list(yticklabels) if not isinstance(yticklabels, bool) else yticklabels,
+        **options,
+    )  # fmt: skip
+    return ax.collections[0]
+
+
+def class_scatter(
+    ax: Any,
+    xy: np.ndarray,
+    classes: Sequence[str],
+    order: Sequence[str],
+    legend: bool = False,
+) -> dict[str, Any]:
+    """Points ``xy`` coloured by their class (seaborn's ``scatterplot``), each class in
+    the same colour in every panel; no axis ticks (t-SNE axes mean nothing). Returns
+    class -> colour; ``legend`` puts the classes' legend right of the panel."""
+    sns = seaborn()
+    colours = dict(zip(order, palette(len(order)), strict=True))
+    sns.scatterplot(
+        x=xy[:, 0], y=xy[:, 1], hue=list(classes), hue_order=list(order), palette=colours,
+        s=6, linewidth=0, ax=ax, legend=legend,
+    )  # fmt: skip
+    if legend:
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.0, 1.0), title=None,
+                        frameon=False, markerscale=2)  # fmt: skip
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return colours

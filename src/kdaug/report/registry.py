@@ -18,7 +18,7 @@ from typing import Any
 from kdaug.registry import Registry
 
 # render(long_csv, exp, selection, name, out, outputs): a table (``out`` is the file stem:
-# .csv, .md and .tex are written) or a figure (``out`` is the PNG path).
+# one file per TABLE_FORMATS) or a figure (``out`` is the PNG path).
 Render = Callable[
     [str | os.PathLike[str] | None, Mapping[str, Any], str, str, str, Sequence[str]], None
 ]
@@ -99,17 +99,19 @@ def paper_of(report_name: str) -> Paper:
 
 
 CLAIMS_FILE = "claims"
+TABLE_FORMATS = ("csv", "md", "tex")
+# Every experiment, of every paper, also draws its models' training curves (one figure
+# and its data, for all selections: the histories hold every epoch).
+TRAINING_CURVES_FIGURE = "figure_training_curves.png"
+TRAINING_CURVES_CSV = "training_curves.csv"
 
 
 def report_files(report: Report, selections: Sequence[str]) -> list[str]:
     """Files (relative to the experiment directory) that rendering a report produces."""
-    files = []
+    files = [TRAINING_CURVES_FIGURE, TRAINING_CURVES_CSV]
     for selection in selections:
         files += [f"{selection}/{t}.{ext}" for t in report.tables for ext in TABLE_FORMATS]
         files += [f"{selection}/{f}.png" for f in report.figures]
         if report.claims:
             files += [f"{selection}/{CLAIMS_FILE}.{ext}" for ext in ("csv", "md")]
     return files
-
-
-TABLE_FORMATS = ("csv", "md")
