@@ -605,8 +605,31 @@ def archive_inputs(config: Mapping[str, Any], dataset: str, split: str) -> dict[
     }
 
 
+# Architecture settings that are not the network's: they go into the recipe, so a cell's
+# ``arch`` entry (and the spec of every cell that does not use them) stays as it was.
+RECIPE_ARCH_SETTINGS = ("student_lr",)
+
+
 def _arch(config: Mapping[str, Any], name: str) -> dict[str, Any]:
-    return {"name": name, **config["architectures"][name]}
+    arch = config["architectures"][name]
+    return {"name": name, **{k: v for k, v in arch.items() if k not in RECIPE_ARCH_SETTINGS}}
+
+
+def student_recipe(config: Mapping[str, Any], dataset: str, kd: str, sarch: str) -> dict[str, Any]:
+    """A student's recipe: the dataset's student recipe, scaled by the KD method's
+    ``epochs_factor``, at the architecture's ``student_lr`` where it has one.
+
+    RepDistiller's code (which Wang et al. and Choi et al. ran) trains MobileNetV2,
+    ShuffleV1 and ShuffleV2 students at lr 0.01 and every other student at 0.05; the
+    per-architecture lr is how the config says so (``architectures.<name>.student_lr``)."""
+    method = config["kd_methods"][kd]
+    recipe = scaled_recipe(
+        config["datasets"][dataset]["training"]["student"], method.get("epochs_factor", 1)
+    )
+    lr = config["architectures"][sarch].get("student_lr")
+    if lr is not None:
+        recipe["lr"] = lr
+    return recipe
 
 
 def _augmentation(config: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -689,7 +712,7 @@ def student_spec(
         "arch": _arch(config, sarch),
         "augmentation": _augmentation(config, saug),
         "kd": {"name": kd, **method},
-        "recipe": scaled_recipe(ds["training"]["student"], method.get("epochs_factor", 1)),
+        "recipe": student_recipe(config, dataset, kd, sarch),
         "normalization": dict(ds["normalization"]),
     }
 
