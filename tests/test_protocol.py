@@ -4,11 +4,19 @@ augmentation, the MNIST protocol's CutMix)."""
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kdaug import plan
+from kdaug.data.canonical import load_split, save_split
+from kdaug.data.datasets import build_split
+from kdaug.train.training import train_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,3 +53,90 @@ def test_student_lr_leaves_teachers_alone(config: dict) -> None:
     teacher = plan.teacher_spec(config, "cifar100", 0, "ShuffleV2", "standard")
     assert teacher["recipe"]["lr"] == 0.05
     assert "student_lr" not in teacher["arch"]
+
+
+# ------------------------------------------------------------- 2. full training set
+
+DIGITS_FULL = {
+    "image_size": 32,
+    "test_size": 360,
+    "val_size": 0,
+    "split_seed": 0,
+    "shift": {"seed": 1, "contrast": 0.6, "noise_std": 24.0},
+}
+
+
+def test_paper_datasets_train_on_the_full_training_set(config: dict) -> None:
+    for name in ("cifar10", "cifar100", "tiny_imagenet", "mnist"):
+        assert config["datasets"][name]["val_size"] == 0, name
+    assert config["evaluation"]["selections"] == ["last"]
+
+
+def test_val_size_0_keeps_every_training_image_and_an_empty_val(tmp_path: Path) -> None:
+    train = build_split("digits", "train", {}, DIGITS_FULL)
+    val = build_split("digits", "val", {}, DIGITS_FULL)
+    test = build_split("digits", "test", {}, DIGITS_FULL)
+    assert (len(train), len(val), len(test)) == (1797 - 360, 0, 360)
+    assert val.images.shape == (0, *train.images.shape[1:]) and val.labels.dtype == np.int64
+    assert "no holdout" in train.provenance["subset"] and "empty" in val.provenance["subset"]
+    # The empty split is a file like any other (the val input of every training job).
+    save_split(tmp_path / "val.npz", val)
+    back = load_split(tmp_path / "val.npz")
+    assert len(back) == 0 and back.class_names == train.class_names
+
+
+def test_training_with_an_empty_val_split_writes_last_weights(tmp_path: Path) -> None:
+    """One short teacher run on the full digits training set: validation is skipped, and
+    the model file says no epoch was validated."""
+    for split in ("train", "val"):
+        save_split(tmp_path / f"{split}.npz", build_split("digits", split, {}, DIGITS_FULL))
+    spec = {
+        "role": "teacher",
+        "dataset": "digits",
+        "seed": 0,
+        "arch": {"name": "lenet", "model": "lenet", "width": 1.0},
+        "augmentation": {"name": "none", "steps": []},
+        "recipe": {"epochs": 1, "batch_size": 64, "lr": 0.05, "steps_per_epoch": 2},
+        "normalization": {"mean": [0.3053], "std": [0.3760]},
+    }
+    out = tmp_path / "model.pt"
+    state = train_cell(
+        spec, train_path=str(tmp_path / "train.npz"), val_path=str(tmp_path / "val.npz"),
+        output=str(out), threads=1,
+    )  # fmt: skip
+    assert out.exists() and state.best_val_epoch == 0
+    assert "val_accuracy" not in state.history[0]
+
+
+def demo_with(**datasets_and_selections: object) -> dict:
+    config = plan.load_layered_config([ROOT / "config/config.yaml", ROOT / "config/demo.yaml"])
+    plan.merge_config(config, datasets_and_selections)
+    return config
+
+
+def test_best_val_without_a_holdout_is_a_config_error(config: dict) -> None:
+    config["evaluation"]["selections"] = ["last", "best_val"]
+    with pytest.raises(plan.ConfigError, match=r"best_val needs a validation holdout.*cifar10"):
+        plan.check_config(config)
+    no_val = {"datasets": {"digits": {"val_size": 0}}}
+    plan.check_config(demo_with(**no_val))  # last only: fine
+    with pytest.raises(plan.ConfigError, match=r"datasets\.digits\.val_size is 0"):
+        plan.check_config(demo_with(**no_val, evaluation={"selections": ["best_val"]}))
+
+
+@pytest.mark.workflow
+def test_demo_with_val_size_0_plans(tmp_path: Path) -> None:
+    """The demo's MNIST-protocol experiment without a holdout plans end to end (dry run)."""
+    for name in ("Snakefile", "config", "workflow", "envs"):
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, tmp_path / name)
+    layer = tmp_path / "config/no_val.yaml"
+    layer.write_text("datasets:\n  digits:\n    val_size: 0\n")
+    snakemake = str(Path(sys.executable).with_name("snakemake"))
+    args = ["-n", "--cores", "2", "--configfile", "config/demo.yaml", "config/no_val.yaml"]
+    proc = subprocess.run(
+        [snakemake, *args, "--config", "run=[das2020_digits_mnist]"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "results/data/digits/val.npz" in proc.stdout
+    assert re.search(r"train_teacher\s+3\b", proc.stdout)

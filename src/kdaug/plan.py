@@ -237,6 +237,7 @@ def check_config(config: Mapping[str, Any]) -> None:
         _check_appended(config, exp, where)
         _check_figure_classes(config, exp, where)
     _check_vscore_groups(config)
+    _check_holdouts(config)
 
 
 def _check_registered(config: Mapping[str, Any]) -> None:
@@ -286,6 +287,25 @@ def _check_dataset_data(name: str, ds: Mapping[str, Any]) -> None:
                 f"datasets.{name}.{key}: {ds[key]} images to hold out, but the "
                 f"{ds['builder']!r} data have {pool} to take them from (give fewer than {pool})"
             )
+
+
+def _check_holdouts(config: Mapping[str, Any]) -> None:
+    """``best_val`` selection needs a validation holdout on every dataset ``run`` trains.
+
+    Without one (``val_size: 0``, the papers' full training set) the validation split is
+    empty, no epoch is ever validated, and the "best" weights would silently be the last.
+    """
+    if "best_val" not in config["evaluation"]["selections"]:
+        return
+    datasets = dict.fromkeys(config["experiments"][e]["dataset"] for e in config["run"])
+    empty = [d for d in datasets if int(config["datasets"][d].get("val_size", 0)) == 0]
+    if empty:
+        where = ", ".join(f"datasets.{d}.val_size" for d in empty)
+        raise ConfigError(
+            f"evaluation.selections: best_val needs a validation holdout, but {where} is 0 "
+            "(the papers' full training set, no validation split); give val_size > 0 "
+            "or select only `last`"
+        )
 
 
 def known_class_names(config: Mapping[str, Any], dataset: str) -> tuple[str, ...] | None:

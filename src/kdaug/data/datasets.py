@@ -90,7 +90,23 @@ def _provenance(params: Mapping[str, Any], *roles: str, **extra: Any) -> dict[st
 
 
 def _holdout(full: Split, split: str, params: Mapping[str, Any]) -> Split:
-    """Carve the validation split out of the official training data (never from test)."""
+    """Carve the validation split out of the official training data (never from test).
+
+    ``val_size: 0`` is the papers' protocol: ``train`` is the whole training data and
+    ``val`` an empty split (training then validates nothing; only ``last`` weights mean
+    anything, which ``kdaug.plan.check_config`` enforces)."""
+    if int(params["val_size"]) == 0:
+        if split == "val":
+            return full.subset(np.arange(0), "val: empty (val_size 0: no holdout)")
+        note = f"{split}: all {len(full)} training images (val_size 0: no holdout)"
+        # The same arrays, not a copy (Tiny ImageNet's train split is 1.2 GB).
+        return Split(
+            full.images,
+            full.labels,
+            full.class_names,
+            {**full.provenance, "subset": note},
+            full.soft_labels,
+        )
     kept, held = stratified_holdout(full.labels, int(params["val_size"]), int(params["split_seed"]))
     note = f"{split}: stratified holdout of {len(held)} (seed {params['split_seed']})"
     return full.subset(held if split == "val" else kept, note)
