@@ -1,4 +1,5 @@
-"""AutoAugment (CIFAR-10 policy): batched op equals torchvision image by image, seeding."""
+"""AutoAugment (CIFAR-10 and ImageNet policies): batched op equals torchvision image by
+image, seeding."""
 
 from collections import Counter
 
@@ -22,6 +23,8 @@ from kdaug.train.autoaugment import (
 B, H, W, K = 32, 32, 32, 10
 TV = AutoAugment(AutoAugmentPolicy.CIFAR10)
 ALL_OPS = {op for sub in TV.policies for op, _, _ in sub}
+# torchvision's transform per policy name of the op
+TORCHVISION = {"cifar10": TV, "imagenet": AutoAugment(AutoAugmentPolicy.IMAGENET)}
 
 
 def images(seed: int, channels: int = 3, batch: int = B) -> torch.Tensor:
@@ -37,13 +40,16 @@ def targets(batch: int = B) -> torch.Tensor:
     return F.one_hot(torch.arange(batch) % K, K).float()
 
 
-def reference(x: torch.Tensor, seed: int) -> tuple[torch.Tensor, Counter[str]]:
+def reference(
+    x: torch.Tensor, seed: int, policy: str = "cifar10"
+) -> tuple[torch.Tensor, Counter[str]]:
     """torchvision's AutoAugment.forward, image by image, with the module's draws."""
+    tv = TORCHVISION[policy]
     draws = draw_autoaugment(np.random.default_rng(seed), len(x))
-    space = TV._augmentation_space(10, (H, W))
+    space = tv._augmentation_space(10, (H, W))
     out, used = [], Counter()
     for i, img in enumerate(to_uint8(x)):
-        for j, (op, p, bin_) in enumerate(TV.policies[draws.policy[i]]):
+        for j, (op, p, bin_) in enumerate(tv.policies[draws.policy[i]]):
             if draws.coin[i, j] <= p:
                 magnitudes, signed = space[op]
                 m = float(magnitudes[bin_].item()) if bin_ is not None else 0.0
@@ -55,11 +61,15 @@ def reference(x: torch.Tensor, seed: int) -> tuple[torch.Tensor, Counter[str]]:
     return torch.stack(out), used
 
 
-def test_policy_table_and_magnitudes_are_torchvisions() -> None:
-    assert list(POLICIES["cifar10"]) == TV.policies
-    space = TV._augmentation_space(10, (H, W))
-    for op in ALL_OPS - {"AutoContrast", "Equalize", "Invert"}:
-        assert magnitude_bins(op, (H, W)) == [float(v) for v in space[op][0].tolist()]
+@pytest.mark.parametrize("policy", sorted(TORCHVISION))
+def test_policy_table_and_magnitudes_are_torchvisions(policy: str) -> None:
+    tv = TORCHVISION[policy]
+    assert list(POLICIES[policy]) == tv.policies
+    ops = {op for sub in tv.policies for op, _, _ in sub}
+    for size in ((H, W), (64, 64)):  # CIFAR and Tiny ImageNet
+        space = tv._augmentation_space(10, size)
+        for op in ops - {"AutoContrast", "Equalize", "Invert"}:
+            assert magnitude_bins(op, size) == [float(v) for v in space[op][0].tolist()]
 
 
 def test_draws_follow_the_documented_order() -> None:
@@ -70,18 +80,19 @@ def test_draws_follow_the_documented_order() -> None:
     np.testing.assert_array_equal(d.negate, rng.integers(0, 2, size=(B, 2)) == 0)
 
 
-@pytest.mark.parametrize("channels", [3, 1])
-def test_batched_equals_torchvision_per_image(channels: int) -> None:
-    op = autoaugment()
+@pytest.mark.parametrize(("policy", "channels"), [("cifar10", 3), ("cifar10", 1), ("imagenet", 3)])
+def test_batched_equals_torchvision_per_image(policy: str, channels: int) -> None:
+    op = autoaugment(policy)
     used: Counter[str] = Counter()
     for seed in range(8):
         x = images(seed, channels)
         out, _ = op(x, targets(), np.random.default_rng(seed))
-        ref, counts = reference(x, seed)
+        ref, counts = reference(x, seed, policy)
         used += counts
         torch.testing.assert_close(to_uint8(out), ref, rtol=0, atol=0)
     # Every op of the policy ran (and was checked) at least once over these batches.
-    assert set(used) == ALL_OPS, ALL_OPS - set(used)
+    ops = {op for sub in TORCHVISION[policy].policies for op, _, _ in sub}
+    assert set(used) == ops, ops - set(used)
 
 
 def test_same_seed_repeats_and_seeds_differ() -> None:
@@ -114,7 +125,7 @@ def test_colour_is_identity_on_grey_images() -> None:
 
 
 def test_unknown_policy_and_channel_count_fail_clearly() -> None:
-    with pytest.raises(ValueError, match="known: cifar10"):
-        autoaugment("imagenet")
+    with pytest.raises(ValueError, match="known: cifar10, imagenet"):
+        autoaugment("svhn")
     with pytest.raises(ValueError, match="1 or 3 channels"):
         autoaugment()(torch.rand(2, 4, H, W), targets(2), np.random.default_rng(0))

@@ -10,12 +10,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
+import torch
+import yaml
 
 from kdaug import plan
 from kdaug.data.canonical import load_split, save_split
 from kdaug.data.datasets import build_split
+from kdaug.train.augment import augmentation_from_spec
 from kdaug.train.training import train_cell
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,3 +144,82 @@ def test_demo_with_val_size_0_plans(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "results/data/digits/val.npz" in proc.stdout
     assert re.search(r"train_teacher\s+3\b", proc.stdout)
+
+
+# ------------------------------------------------------------- 3. Tiny ImageNet's DA
+
+
+def tiny_imagenet_augmentations(config: dict) -> set[str]:
+    names: set[str] = set()
+    for exp in config["experiments"].values():
+        if exp["dataset"] == "tiny_imagenet":
+            names |= {*exp["teachers"]["augmentations"], *exp["students"]["augmentations"]}
+    return names
+
+
+def test_tiny_imagenet_runs_wangs_schemes_with_padding_8_and_the_imagenet_policy(
+    config: dict,
+) -> None:
+    used = tiny_imagenet_augmentations(config)
+    assert "append_autoaugment" in used and "standard" in used
+    for name in used:
+        spec = plan.teacher_spec(config, "tiny_imagenet", 0, "resnet56", name)["augmentation"]
+        steps = spec["steps"] + spec.get("append", [])
+        assert {s["padding"] for s in steps if s["op"] == "crop"} == {8}, name
+        assert {s["policy"] for s in steps if s["op"] == "autoaugment"} <= {"imagenet"}, name
+        assert {s["size"] for s in steps if s["op"] == "cutout"} <= {16}, name
+    # x' draws stay the code's: per batch, CutMix without self-pairs.
+    auto = plan.teacher_spec(config, "tiny_imagenet", 0, "resnet56", "append_autoaugment")
+    assert auto["augmentation"]["append"] == [
+        {"op": "autoaugment", "policy": "imagenet", "per": "batch"}
+    ]
+    cutmix = plan.teacher_spec(config, "tiny_imagenet", 0, "resnet56", "append_cutmixpick_t")
+    assert cutmix["augmentation"]["append"][0]["self_pairs"] is False
+    assert cutmix["augmentation"]["pick"] == {"by": "teacher", "pool": 2, "keep": 0.5}
+
+
+def test_cifar100_keeps_its_own_settings(config: dict) -> None:
+    spec = plan.teacher_spec(config, "cifar100", 0, "resnet56", "append_autoaugment")
+    assert spec["augmentation"]["steps"][0] == {"op": "crop", "padding": 4}
+    assert spec["augmentation"]["append"][0]["policy"] == "cifar10"
+
+
+def test_the_tiny_imagenet_x_prime_runs_on_64x64_batches(config: dict) -> None:
+    spec = plan.student_spec(
+        config, "tiny_imagenet", 0, "resnet56", "standard", "kd_t4", "resnet20",
+        "append_autoaugment",
+    )  # fmt: skip
+    aug = augmentation_from_spec(spec["augmentation"])
+    x = torch.rand(8, 3, 64, 64)
+    out, _ = aug.extra.pixel_stage(x, torch.zeros(8, 200), np.random.default_rng(0))
+    assert out.shape == x.shape
+
+
+def test_a_datasets_own_augmentations_do_not_rebuild_its_splits(config: dict) -> None:
+    assert "augmentations" not in plan.dataset_params(config, "tiny_imagenet", "train")
+
+
+def test_a_datasets_own_augmentation_must_name_a_method_of_the_same_kind(config: dict) -> None:
+    own = config["datasets"]["tiny_imagenet"]["augmentations"]
+    own["crop_flip_64"] = [{"op": "crop", "padding": 8}]
+    with pytest.raises(plan.ConfigError, match=r"augmentations\.crop_flip_64: no augmentation"):
+        plan.check_config(config)
+    del own["crop_flip_64"]
+    own["append_mixup"] = [{"op": "mixup"}]
+    with pytest.raises(plan.ConfigError, match=r"append_mixup: does not append a copy x'"):
+        plan.check_config(config)
+    own["append_mixup"] = {"steps": [], "append": [{"op": "mixup", "alpah": 1.0}]}
+    with pytest.raises(
+        plan.ConfigError,
+        match=r"datasets\.tiny_imagenet\.augmentations\.append_mixup\.append\[0\]: op 'mixup' "
+        "has no parameter 'alpah'",
+    ):
+        plan.check_augmentation_ops(config)
+
+
+def test_the_schema_takes_a_datasets_own_augmentations(config: dict) -> None:
+    schema = yaml.safe_load((ROOT / "config/schema.yaml").read_text())
+    jsonschema.validate(config, schema)
+    config["datasets"]["tiny_imagenet"]["augmentations"]["standard"] = [{"op": "crop", "pad": 8}]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(config, schema)

@@ -155,11 +155,25 @@ def check_augmentation_ops(config: Mapping[str, Any]) -> None:
     Runs before the JSON schema, whose message for a misspelt op ("not valid under any of
     the given schemas", from the oneOf of step lists and appended-copy mappings) names
     neither the key nor the known ops. Tolerates any shape: what is not a step list is left
-    to the schema.
+    to the schema. A dataset's own augmentations (``datasets.<name>.augmentations``) are
+    checked the same way.
     """
     from kdaug.train.augment import OPS  # imports torch: only where the config is checked
 
-    for name, entry in (config.get("augmentations") or {}).items():
+    sections = [("augmentations", config.get("augmentations"))]
+    datasets = config.get("datasets")
+    if isinstance(datasets, Mapping):
+        sections += [
+            (f"datasets.{d}.augmentations", ds.get("augmentations"))
+            for d, ds in datasets.items()
+            if isinstance(ds, Mapping)
+        ]
+    for prefix, section in sections:
+        _check_ops(OPS, prefix, section if isinstance(section, Mapping) else {})
+
+
+def _check_ops(ops: Any, prefix: str, section: Mapping[str, Any]) -> None:
+    for name, entry in section.items():
         if isinstance(entry, Mapping):
             parts = [(f"{name}.{k}", entry[k]) for k in ("steps", "append") if k in entry]
         else:
@@ -170,13 +184,13 @@ def check_augmentation_ops(config: Mapping[str, Any]) -> None:
             for i, step in enumerate(steps):
                 if not isinstance(step, Mapping) or "op" not in step:
                     continue
-                key = f"augmentations.{where}[{i}]"
+                key = f"{prefix}.{where}[{i}]"
                 op = step["op"]
-                if not isinstance(op, str) or op not in OPS:
+                if not isinstance(op, str) or op not in ops:
                     raise ConfigError(
-                        f"{key}.op: unknown augmentation op {op!r} (known: {', '.join(OPS)})"
+                        f"{key}.op: unknown augmentation op {op!r} (known: {', '.join(ops)})"
                     )
-                params = inspect.signature(OPS.get(op)).parameters
+                params = inspect.signature(ops.get(op)).parameters
                 if any(p.kind is p.VAR_KEYWORD for p in params.values()):
                     continue
                 unknown = sorted(set(step) - {"op"} - set(params))
@@ -207,6 +221,7 @@ def check_config(config: Mapping[str, Any]) -> None:
             key = _require(roles, role, "archive role", f"datasets.{name}.archives")
             _require(config["archives"], key, "archive", f"datasets.{name}.archives.{role}")
         _check_dataset_data(name, ds)
+        _check_dataset_augmentations(config, name, ds)
     for name, exp in config["experiments"].items():
         where = f"experiments.{name}"
         ds = _require(config["datasets"], exp["dataset"], "dataset", where)
@@ -286,6 +301,30 @@ def _check_dataset_data(name: str, ds: Mapping[str, Any]) -> None:
             raise ConfigError(
                 f"datasets.{name}.{key}: {ds[key]} images to hold out, but the "
                 f"{ds['builder']!r} data have {pool} to take them from (give fewer than {pool})"
+            )
+
+
+def _check_dataset_augmentations(
+    config: Mapping[str, Any], name: str, ds: Mapping[str, Any]
+) -> None:
+    """A dataset's own augmentation entry runs a method the config names globally, and
+    appends a copy ``x'`` exactly when the global entry does (which students need a
+    teacher, and which KD losses an experiment may use, is decided by name)."""
+    for aug, entry in (ds.get("augmentations") or {}).items():
+        where = f"datasets.{name}.augmentations.{aug}"
+        known = config["augmentations"]
+        if aug not in known:
+            raise ConfigError(
+                f"{where}: no augmentation {aug!r} under `augmentations` to run differently "
+                f"on {name!r} (a dataset changes how a named method runs, it adds no name; "
+                f"defined: {', '.join(sorted(known))})"
+            )
+        appends = isinstance(entry, Mapping) and "append" in entry
+        if appends != is_appended(config, aug):
+            kind = "appends" if appends else "does not append"
+            raise ConfigError(
+                f"{where}: {kind} a copy x', unlike augmentations.{aug}; a dataset's entry "
+                "must be the same kind (steps only, or steps + append)"
             )
 
 
@@ -578,7 +617,7 @@ def teacher_stats_inputs(
         "train": TRAIN_SPLIT.format(dataset=dataset),
         "teacher": TEACHER_MODEL.format(**fields),
     }
-    pick = _augmentation(config, saug).get("pick") or {}
+    pick = _augmentation(config, saug, dataset).get("pick") or {}
     if pick.get("by") == "student":
         inputs["student"] = STUDENT_MODEL.format(**fields, kd=kd, sarch=sarch, saug=saug)
     return inputs
@@ -593,7 +632,7 @@ def experiment_evaluations(config: Mapping[str, Any], experiment: str) -> Iterat
 
 
 # Dataset settings that do not change the canonical files (so not rule params of them).
-NOT_DATA_SETTINGS = {"training", "normalization", "archives"}
+NOT_DATA_SETTINGS = {"training", "normalization", "archives", "augmentations"}
 
 
 def dataset_params(config: Mapping[str, Any], dataset: str, split: str) -> dict[str, Any]:
@@ -652,19 +691,35 @@ def student_recipe(config: Mapping[str, Any], dataset: str, kd: str, sarch: str)
     return recipe
 
 
-def _augmentation(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+def augmentation_entry(config: Mapping[str, Any], name: str, dataset: str | None = None) -> Any:
+    """The config entry of augmentation ``name`` as it runs on ``dataset``: the dataset's
+    own (``datasets.<dataset>.augmentations.<name>``) where it has one, else the global.
+
+    A name means one method everywhere (tables, claims and the papers' rows go by it);
+    what a dataset changes is how the method runs on its images, as the authors' code
+    does by dataset: crop padding 8 and AutoAugment's ImageNet policy on Tiny ImageNet
+    (Wang et al.), no crop or flip under CutMix on MNIST (Das et al.). The dataset is in
+    every model path, so each path still names one description."""
+    own = (config["datasets"].get(dataset, {}) if dataset else {}).get("augmentations") or {}
+    return own[name] if name in own else config["augmentations"][name]
+
+
+def _augmentation(
+    config: Mapping[str, Any], name: str, dataset: str | None = None
+) -> dict[str, Any]:
     """``{name, steps}``, plus ``append`` and ``pick`` for Wang et al.'s appended copy.
 
     An augmentation is written in the config either as its list of steps or as a mapping
-    ``{steps, append, pick}``."""
-    entry = config["augmentations"][name]
+    ``{steps, append, pick}``; ``dataset`` picks that dataset's own entry, if any."""
+    entry = augmentation_entry(config, name, dataset)
     if isinstance(entry, Mapping):
         return {"name": name, **{k: v for k, v in entry.items()}}
     return {"name": name, "steps": list(entry)}
 
 
 def is_appended(config: Mapping[str, Any], augmentation: str) -> bool:
-    """Whether an augmentation appends an extra copy ``x'`` (KD students only)."""
+    """Whether an augmentation appends an extra copy ``x'`` (KD students only; a dataset's
+    own entry appends exactly when the global one does, see :func:`check_config`)."""
     return "append" in _augmentation(config, augmentation)
 
 
@@ -705,7 +760,7 @@ def teacher_spec(
         "dataset": dataset,
         "seed": int(seed),
         "arch": _arch(config, tarch),
-        "augmentation": _augmentation(config, taug),
+        "augmentation": _augmentation(config, taug, dataset),
         "recipe": dict(ds["training"]["teacher"]),
         "normalization": dict(ds["normalization"]),
     }
@@ -730,7 +785,7 @@ def student_spec(
         "seed": int(seed),
         "teacher": {"arch": tarch, "augmentation": taug},
         "arch": _arch(config, sarch),
-        "augmentation": _augmentation(config, saug),
+        "augmentation": _augmentation(config, saug, dataset),
         "kd": {"name": kd, **method},
         "recipe": student_recipe(config, dataset, kd, sarch),
         "normalization": dict(ds["normalization"]),
@@ -762,7 +817,7 @@ def student_inputs(
         "train": TRAIN_SPLIT.format(dataset=dataset),
         "val": VAL_SPLIT.format(dataset=dataset),
     }
-    aug = _augmentation(config, saug)
+    aug = _augmentation(config, saug, dataset)
     appended = bool(aug.get("append"))
     if not distills(config["kd_methods"][kd]) and not appended:
         return inputs

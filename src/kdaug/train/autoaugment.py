@@ -1,9 +1,10 @@
-"""AutoAugment (Cubuk et al., 2019) with the CIFAR-10 policy, batched and seeded.
+"""AutoAugment (Cubuk et al., 2019) with the CIFAR-10 and ImageNet policies, batched and seeded.
 
-The policy is torchvision's ``AutoAugment(AutoAugmentPolicy.CIFAR10)``: 25 sub-policies,
-each two ``(op, probability, magnitude bin)`` steps over 10 magnitude bins. Every *image*
-picks its own sub-policy uniformly, then runs each of the two steps with the step's
-probability; a signed op (shear, translate, rotate, brightness, colour, contrast,
+A policy is torchvision's ``AutoAugment(AutoAugmentPolicy.CIFAR10)`` (Wang et al.'s code on
+CIFAR) or ``AutoAugment(AutoAugmentPolicy.IMAGENET)`` (their code on Tiny ImageNet): 25
+sub-policies, each two ``(op, probability, magnitude bin)`` steps over 10 magnitude bins.
+Every *image* picks its own sub-policy uniformly, then runs each of the two steps with the
+step's probability; a signed op (shear, translate, rotate, brightness, colour, contrast,
 sharpness) has its magnitude negated with probability 0.5. Magnitudes, sign convention and
 op calls are torchvision's (``_augmentation_space`` and ``_apply_op``), with nearest
 interpolation and fill 0 for the geometric ops, and the ops run on uint8 images
@@ -13,7 +14,7 @@ images in torchvision; the result comes back as ``x.dtype`` in [0, 1].
 Draws (all from the NumPy ``Generator``, each a vector over the batch of ``B`` images, all
 drawn on every call whether used or not, in this order):
 
-1. ``policy = rng.integers(0, 25, size=B)``: each image's sub-policy;
+1. ``policy = rng.integers(0, 25, size=B)``: each image's sub-policy (both policies have 25);
 2. ``coin = rng.random((B, 2))``: step ``j`` runs when ``coin[:, j] <= prob_j``
    (torchvision's ``probs[i] <= p``);
 3. ``negate = rng.integers(0, 2, size=(B, 2)) == 0``: a signed step's magnitude is negated
@@ -22,7 +23,8 @@ drawn on every call whether used or not, in this order):
 Each step is applied to the batch by grouping the images that take the same (op, signed
 magnitude) and calling torchvision's functional op once per group on that sub-batch, so the
 hot loop has no per-image Python: the CIFAR-10 policy has at most 31 distinct actions in
-the first step and 27 in the second, so at most 58 grouped calls per batch.
+the first step and 27 in the second, so at most 58 grouped calls per batch (fewer for the
+ImageNet policy, whose steps are mostly unsigned colour ops).
 
 The ops are ``torchvision.transforms.functional``'s, the module ``_apply_op`` calls, because
 its v2 counterparts round differently (off by one grey level for AutoContrast, Color and
@@ -78,6 +80,35 @@ POLICIES: dict[str, tuple[SubPolicy, ...]] = {
         (("AutoContrast", 0.9, None), ("Solarize", 0.8, 3)),
         (("Equalize", 0.8, None), ("Invert", 0.1, None)),
         (("TranslateY", 0.7, 9), ("AutoContrast", 0.9, None)),
+    ),
+    # torchvision 0.29 ``AutoAugment._get_policies(AutoAugmentPolicy.IMAGENET)``, verbatim:
+    # what Wang et al.'s code runs on Tiny ImageNet (and ImageNet).
+    "imagenet": (
+        (("Posterize", 0.4, 8), ("Rotate", 0.6, 9)),
+        (("Solarize", 0.6, 5), ("AutoContrast", 0.6, None)),
+        (("Equalize", 0.8, None), ("Equalize", 0.6, None)),
+        (("Posterize", 0.6, 7), ("Posterize", 0.6, 6)),
+        (("Equalize", 0.4, None), ("Solarize", 0.2, 4)),
+        (("Equalize", 0.4, None), ("Rotate", 0.8, 8)),
+        (("Solarize", 0.6, 3), ("Equalize", 0.6, None)),
+        (("Posterize", 0.8, 5), ("Equalize", 1.0, None)),
+        (("Rotate", 0.2, 3), ("Solarize", 0.6, 8)),
+        (("Equalize", 0.6, None), ("Posterize", 0.4, 6)),
+        (("Rotate", 0.8, 8), ("Color", 0.4, 0)),
+        (("Rotate", 0.4, 9), ("Equalize", 0.6, None)),
+        (("Equalize", 0.0, None), ("Equalize", 0.8, None)),
+        (("Invert", 0.6, None), ("Equalize", 1.0, None)),
+        (("Color", 0.6, 4), ("Contrast", 1.0, 8)),
+        (("Rotate", 0.8, 8), ("Color", 1.0, 2)),
+        (("Color", 0.8, 8), ("Solarize", 0.8, 7)),
+        (("Sharpness", 0.4, 7), ("Invert", 0.6, None)),
+        (("ShearX", 0.6, 5), ("Equalize", 1.0, None)),
+        (("Color", 0.4, 0), ("Equalize", 0.6, None)),
+        (("Equalize", 0.4, None), ("Solarize", 0.2, 4)),
+        (("Solarize", 0.6, 5), ("AutoContrast", 0.6, None)),
+        (("Invert", 0.6, None), ("Equalize", 1.0, None)),
+        (("Color", 0.6, 4), ("Contrast", 1.0, 8)),
+        (("Equalize", 0.8, None), ("Equalize", 0.6, None)),
     ),
 }
 
@@ -252,7 +283,7 @@ def apply_autoaugment(x: torch.Tensor, ids: np.ndarray, acts: tuple[Action, ...]
 
 @OPS.register("autoaugment")
 def autoaugment(policy: str = "cifar10", per: str = "image") -> Op:
-    """AutoAugment with a learned policy (only torchvision's ``cifar10``), one sub-policy
+    """AutoAugment with a learned policy (torchvision's ``cifar10`` or ``imagenet``), one sub-policy
     and its coins per image, or one for the whole batch (``per: batch``, what torchvision's
     ``AutoAugment`` does to a batch tensor); acts on [0, 1] images before normalisation."""
     check_per(per)
