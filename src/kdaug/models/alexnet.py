@@ -40,10 +40,14 @@ class AlexNet(Classifier):
             nn.Flatten(),
         )  # fmt: skip
         self.embedding_dim = c[4] * side * side
+        self.feature_cuts = (1, 4, 7, 9, 11)  # the five conv ReLUs (before pooling)
         self.fc = nn.Linear(self.embedding_dim, num_classes)
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
+    def trunk(self, x: torch.Tensor) -> nn.Sequential:
+        return self.features
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        return x  # flattened in the trunk
 
 
 @MODELS.register("alexnet")

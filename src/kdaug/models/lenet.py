@@ -33,10 +33,14 @@ class LeNet(Classifier):
             nn.Linear(h1, h2), nn.ReLU(inplace=True),
         )  # fmt: skip
         self.embedding_dim = h2
+        self.feature_cuts = (1, 4)  # the two conv ReLUs (before pooling)
         self.fc = nn.Linear(h2, num_classes)
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
+    def trunk(self, x: torch.Tensor) -> nn.Sequential:
+        return self.features
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        return x  # the fully connected layers are in the trunk
 
 
 @MODELS.register("lenet")

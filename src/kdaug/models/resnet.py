@@ -11,9 +11,9 @@ from torch import nn
 from kdaug.models.base import (
     Classifier,
     conv_bn_relu_stem,
-    global_pool,
     init_conv_bn,
     residual_stages,
+    stage_ends,
 )
 from kdaug.models.zoo import MODELS, scaled
 
@@ -32,10 +32,13 @@ class BasicBlock(nn.Module):
                 nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
             )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_preact(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's output before its final ReLU (the residual sum)."""
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + self.shortcut(x))
+        return self.bn2(self.conv2(out)) + self.shortcut(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.forward_preact(x))
 
 
 class ResNet(Classifier):
@@ -46,11 +49,12 @@ class ResNet(Classifier):
         planes = [scaled(c, width) for c in (64, 128, 256, 512)]
         self.stem = conv_bn_relu_stem(in_channels, planes[0])
         self.layers, self.embedding_dim = residual_stages(BasicBlock, planes[0], planes, blocks)
+        self.feature_cuts = (0, *stage_ends(1, blocks))
         self.fc = nn.Linear(self.embedding_dim, num_classes)
         init_conv_bn(self)
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return global_pool(self.layers(self.stem(x)))
+    def trunk(self, x: torch.Tensor) -> list[nn.Module]:
+        return [self.stem, *self.layers]
 
 
 @MODELS.register("resnet18")

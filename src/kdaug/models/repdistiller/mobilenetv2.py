@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kdaug.models.base import Classifier, global_pool, init_conv_bn
+from kdaug.models.base import Classifier, init_conv_bn, stage_ends
 from kdaug.models.repdistiller.common import init_linear
 from kdaug.models.zoo import MODELS, scaled
 
@@ -70,12 +70,15 @@ class MobileNetV2(Classifier):
         layers.append(nn.Sequential(*conv_bn_relu(cin, last, 1)))
         self.features = nn.Sequential(*layers)
         self.embedding_dim = last
+        # RepDistiller's feature maps: the stem, then after its stage groups (1, 2), (3),
+        # (4, 5), (6, 7) of the seven inverted-residual stages (before the 1x1 conv to 1280)
+        self.feature_cuts = (0, *stage_ends(1, (3, 3, 7, 4)))
         self.fc = nn.Linear(last, num_classes)
         init_conv_bn(self)
         init_linear(self.fc, std=0.01)
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return global_pool(self.features(x))
+    def trunk(self, x: torch.Tensor) -> nn.Sequential:
+        return self.features
 
 
 @MODELS.register("MobileNetV2")

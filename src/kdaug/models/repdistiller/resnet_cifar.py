@@ -16,9 +16,9 @@ from torch import nn
 from kdaug.models.base import (
     Classifier,
     conv_bn_relu_stem,
-    global_pool,
     init_conv_bn,
     residual_stages,
+    stage_ends,
 )
 from kdaug.models.resnet import BasicBlock
 from kdaug.models.zoo import MODELS, scaled
@@ -52,11 +52,12 @@ class CifarResNet(Classifier):
         self.layers, self.embedding_dim = residual_stages(
             BasicBlock, stem, stages, [n] * len(stages)
         )
+        self.feature_cuts = (0, *stage_ends(1, [n] * len(stages)))
         self.fc = nn.Linear(self.embedding_dim, num_classes)
         init_conv_bn(self)
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return global_pool(self.layers(self.stem(x)))
+    def trunk(self, x: torch.Tensor) -> list[nn.Module]:
+        return [self.stem, *self.layers]
 
 
 @MODELS.register("resnet8")

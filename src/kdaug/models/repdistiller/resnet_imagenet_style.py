@@ -16,9 +16,9 @@ from torch import nn
 from kdaug.models.base import (
     Classifier,
     conv_bn_relu_stem,
-    global_pool,
     init_conv_bn,
     residual_stages,
+    stage_ends,
 )
 from kdaug.models.zoo import MODELS, scaled
 
@@ -47,8 +47,12 @@ class Bottleneck(nn.Module):
             )
         self.relu = nn.ReLU(inplace=True)
 
+    def forward_preact(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's output before its final ReLU (the residual sum)."""
+        return self.residual(x) + self.shortcut(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.residual(x) + self.shortcut(x))
+        return self.relu(self.forward_preact(x))
 
 
 class BottleneckResNet(Classifier):
@@ -64,11 +68,12 @@ class BottleneckResNet(Classifier):
         self.layers, self.embedding_dim = residual_stages(
             Bottleneck, stem, planes, blocks, EXPANSION
         )
+        self.feature_cuts = (0, *stage_ends(1, blocks))
         self.fc = nn.Linear(self.embedding_dim, num_classes)
         init_conv_bn(self)
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return global_pool(self.layers(self.stem(x)))
+    def trunk(self, x: torch.Tensor) -> list[nn.Module]:
+        return [self.stem, *self.layers]
 
 
 @MODELS.register("ResNet50")

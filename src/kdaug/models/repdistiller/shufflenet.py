@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kdaug.models.base import Classifier, global_pool
+from kdaug.models.base import Classifier, stage_ends
 from kdaug.models.repdistiller.common import channel_shuffle, scaled_multiple
 from kdaug.models.zoo import MODELS, scaled
 
@@ -45,11 +45,14 @@ class ShuffleUnitV1(nn.Module):
         self.pool = nn.AvgPool2d(3, 2, 1) if stride == 2 else None
         self.relu = nn.ReLU(inplace=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_preact(self, x: torch.Tensor) -> torch.Tensor:
+        """The merged branches before the final ReLU."""
         out = channel_shuffle(self.relu(self.reduce(x)), self.first_groups)
         out = self.expand(self.relu(self.depthwise(out)))
-        merged = out + x if self.pool is None else torch.cat([out, self.pool(x)], 1)
-        return self.relu(merged)
+        return out + x if self.pool is None else torch.cat([out, self.pool(x)], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.forward_preact(x))
 
 
 class ShuffleNetV1(Classifier):
@@ -73,10 +76,11 @@ class ShuffleNetV1(Classifier):
             cin = cout
         self.units = nn.Sequential(*units)
         self.embedding_dim = cin
+        self.feature_cuts = (0, *stage_ends(1, (4, 8, 4)))
         self.fc = nn.Linear(cin, num_classes)
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return global_pool(self.units(self.stem(x)))
+    def trunk(self, x: torch.Tensor) -> list[nn.Module]:
+        return [self.stem, *self.units]
 
 
 class ShuffleUnitV2(nn.Module):
@@ -95,6 +99,15 @@ class ShuffleUnitV2(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         keep, change = x.chunk(2, dim=1)
         return channel_shuffle(torch.cat([keep, self.branch(change)], 1), 2)
+
+    def forward_both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(pre, out)``: the unit's output with the changed half taken before its last
+        ReLU, and the output itself (both shuffled; RepDistiller leaves its pre-activation
+        map unshuffled, a channel order no feature method depends on)."""
+        keep, change = x.chunk(2, dim=1)
+        pre = self.branch[:-1](change)
+        shuffle = lambda changed: channel_shuffle(torch.cat([keep, changed], 1), 2)  # noqa: E731
+        return shuffle(pre), shuffle(torch.relu(pre))
 
 
 class DownUnitV2(nn.Module):
@@ -137,10 +150,12 @@ class ShuffleNetV2(Classifier):
         units += [*conv_bn(cin, last), nn.ReLU(inplace=True)]
         self.units = nn.Sequential(*units)
         self.embedding_dim = last
+        # the stem and the three stages (a down unit plus 3, 7, 3 units), before the 1x1 conv
+        self.feature_cuts = (0, *stage_ends(1, (4, 8, 4)))
         self.fc = nn.Linear(last, num_classes)
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return global_pool(self.units(self.stem(x)))
+    def trunk(self, x: torch.Tensor) -> list[nn.Module]:
+        return [self.stem, *self.units]
 
 
 @MODELS.register("ShuffleV1")

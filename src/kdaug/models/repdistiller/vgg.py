@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kdaug.models.base import Classifier, global_pool, init_conv_bn
+from kdaug.models.base import Classifier, init_conv_bn
 from kdaug.models.repdistiller.common import init_linear
 from kdaug.models.zoo import MODELS, scaled
 
@@ -27,13 +27,22 @@ CONFIGS: dict[str, tuple[tuple[int, ...], ...]] = {
 }
 
 
-def conv_block(in_channels: int, widths: tuple[int, ...]) -> nn.Sequential:
+class ConvBlock(nn.Sequential):
     """A run of conv3x3 (bias) -> BN -> ReLU layers."""
+
+    def forward_preact(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's output before its last ReLU."""
+        for module in list(self)[:-1]:
+            x = module(x)
+        return x
+
+
+def conv_block(in_channels: int, widths: tuple[int, ...]) -> ConvBlock:
     layers: list[nn.Module] = []
     for c in widths:
         layers += [nn.Conv2d(in_channels, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(True)]
         in_channels = c
-    return nn.Sequential(*layers)
+    return ConvBlock(*layers)
 
 
 class VGG(Classifier):
@@ -48,18 +57,18 @@ class VGG(Classifier):
             in_channels = scaled_widths[-1]
         self.blocks = nn.ModuleList(blocks)
         self.pool = nn.MaxPool2d(2, 2)
+        self.no_pool = nn.Identity()
         self.embedding_dim = in_channels
+        self.feature_cuts = (0, 2, 4, 6, 8)  # the five blocks (RepDistiller's f0 ... f4)
         self.fc = nn.Linear(in_channels, num_classes)
         init_conv_bn(self)
         init_linear(self.fc, std=0.01)
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        pool_fourth = x.shape[-2] >= 64  # the reference pools after block 3 only at 64x64
-        for i, block in enumerate(self.blocks):
-            x = block(x)
-            if i < 3 or (i == 3 and pool_fourth):
-                x = self.pool(x)
-        return global_pool(x)
+    def trunk(self, x: torch.Tensor) -> list[nn.Module]:
+        # the reference pools after block 3 only at 64x64
+        fourth = self.pool if x.shape[-2] >= 64 else self.no_pool
+        b = self.blocks
+        return [b[0], self.pool, b[1], self.pool, b[2], self.pool, b[3], fourth, b[4]]
 
 
 @MODELS.register("vgg8")

@@ -12,7 +12,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kdaug.models.base import Classifier, global_pool, init_conv_bn
+from kdaug.models.base import (
+    Classifier,
+    batch_norm_again,
+    global_pool,
+    init_conv_bn,
+    stage_ends,
+)
 from kdaug.models.repdistiller.common import init_linear
 from kdaug.models.zoo import MODELS, scaled
 
@@ -64,12 +70,27 @@ class WideResNet(Classifier):
         self.layers = nn.Sequential(*layers)
         self.head_act = nn.Sequential(nn.BatchNorm2d(in_planes), nn.ReLU(inplace=True))
         self.embedding_dim = in_planes
+        self.feature_cuts = (0, *stage_ends(1, [n] * 3))
         self.fc = nn.Linear(in_planes, num_classes)
         init_conv_bn(self)
         init_linear(self.fc)
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return global_pool(self.head_act(self.layers(self.stem(x))))
+    def trunk(self, x: torch.Tensor) -> list[nn.Module]:
+        return [self.stem, *self.layers]
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        return global_pool(self.head_act(x))
+
+    def preact_step(
+        self, index: int, module: nn.Module, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A pre-activation stage ends in a sum that the *next* BatchNorm -> ReLU activates
+        (the next stage's first block, or the head): its pre-activation map is that
+        BatchNorm's output, as in RepDistiller's ``preact`` features of WRNs."""
+        out = module(x)
+        # trunk position i holds layers[i - 1], so the next block is layers[index]
+        bn = self.layers[index].bn1 if index < len(self.layers) else self.head_act[0]
+        return batch_norm_again(bn, out), out
 
 
 @MODELS.register("wrn_16_1")
