@@ -134,7 +134,7 @@ def test_demo_with_val_size_0_plans(tmp_path: Path) -> None:
     for name in ("Snakefile", "config", "workflow", "envs"):
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, tmp_path / name)
     layer = tmp_path / "config/no_val.yaml"
-    layer.write_text("datasets:\n  digits:\n    val_size: 0\n")
+    layer.write_text("datasets:\n  digits_mnist:\n    val_size: 0\n")
     snakemake = str(Path(sys.executable).with_name("snakemake"))
     args = ["-n", "--cores", "2", "--configfile", "config/demo.yaml", "config/no_val.yaml"]
     proc = subprocess.run(
@@ -142,7 +142,7 @@ def test_demo_with_val_size_0_plans(tmp_path: Path) -> None:
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "results/data/digits/val.npz" in proc.stdout
+    assert "results/data/digits_mnist/val.npz" in proc.stdout
     assert re.search(r"train_teacher\s+3\b", proc.stdout)
 
 
@@ -223,3 +223,42 @@ def test_the_schema_takes_a_datasets_own_augmentations(config: dict) -> None:
     config["datasets"]["tiny_imagenet"]["augmentations"]["standard"] = [{"op": "crop", "pad": 8}]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(config, schema)
+
+
+# ------------------------------------------------------------- 4. the MNIST protocol
+
+
+def test_mnist_cutmix_runs_without_crop_or_flip_and_cifar10s_keeps_them(config: dict) -> None:
+    for dataset in ("mnist", "fashion_mnist"):
+        spec = plan.teacher_spec(config, dataset, 0, "alexnet", "cutmix")["augmentation"]
+        assert [s["op"] for s in spec["steps"]] == ["cutmix"], dataset
+    cifar = plan.teacher_spec(config, "cifar10", 0, "resnet18", "cutmix")["augmentation"]
+    assert [s["op"] for s in cifar["steps"]] == ["crop", "flip", "cutmix"]
+
+
+def cutmix_ops(config: dict, dataset: str) -> list[str]:
+    spec = plan.teacher_spec(config, dataset, 0, "alexnet", "cutmix")
+    return [step["op"] for step in spec["augmentation"]["steps"]]
+
+
+def test_demo_mnist_protocol_cutmix_has_no_crop_and_the_main_grids_has() -> None:
+    demo = plan.load_layered_config([ROOT / "config/config.yaml", ROOT / "config/demo.yaml"])
+    mnist = demo["experiments"]["das2020_digits_mnist"]["dataset"]
+    main = demo["experiments"]["das2020_digits"]["dataset"]
+    assert cutmix_ops(demo, mnist) == ["cutmix"]
+    assert cutmix_ops(demo, main) == ["crop", "cutmix"]
+
+
+def test_mnist_rows_and_claims_still_find_cutmix() -> None:
+    """Tables, the paper's Table 3 values and the claims select the teacher augmentation by
+    name: the MNIST experiments still call theirs cutmix."""
+    claims = yaml.safe_load((ROOT / "src/kdaug/papers/claims/das2020.yaml").read_text())
+    mnist_claims = [c for c in claims if c["report"] == "das2020_mnist"]
+    wanted = {side["teacher_aug"] for c in mnist_claims for side in (c["a"], c["b"])}
+    values = yaml.safe_load((ROOT / "src/kdaug/papers/values/das2020.yaml").read_text())
+    assert "cutmix" in wanted and "cutmix" in values["tables"]["table3_mnist"]["values"]
+    for layers in ([], ["config/demo.yaml"], ["config/fashion.yaml"]):
+        paths = [ROOT / "config/config.yaml", *(ROOT / layer for layer in layers)]
+        for exp in plan.load_layered_config(paths)["experiments"].values():
+            if exp["report"] == "das2020_mnist":
+                assert wanted <= set(exp["teachers"]["augmentations"])
