@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from kdaug import plan
+from kdaug import plan, render
 from kdaug.data.canonical import load_split, save_split
 from kdaug.data.datasets import build_split
 from kdaug.train.augment import augmentation_from_spec
@@ -262,3 +262,34 @@ def test_mnist_rows_and_claims_still_find_cutmix() -> None:
         for exp in plan.load_layered_config(paths)["experiments"].values():
             if exp["report"] == "das2020_mnist":
                 assert wanted <= set(exp["teachers"]["augmentations"])
+
+
+# ------------------------------------------------------------- 5. which reading ran
+
+
+def test_each_experiment_says_how_it_was_trained(config: dict) -> None:
+    choi = plan.experiment_view(config, "choi2023_partial_mixup")["protocol"]
+    assert choi["training set"] == "all of cifar100's training images"
+    assert choi["pmu10_a10"].endswith("mixup(alpha 1.0, fraction 0.1, reading official_code)")
+    wang = plan.experiment_protocol(config, "wang2022_tiny_imagenet_da")
+    assert wang["append_autoaugment"] == (
+        "x: crop(padding 8) + flip(p 0.5); x': autoaugment(policy imagenet, per batch)"
+    )
+    assert wang["append_cutmixpick_s"].endswith(
+        "cutmix(alpha 1.0, self_pairs False), keep the 0.5 of highest student entropy of 2 draws"
+    )
+    assert "ShuffleV2 0.01" in wang["student lr"] and "resnet20 0.05" in wang["student lr"]
+    assert (
+        plan.experiment_protocol(config, "das2020_mnist")["cutmix"] == "cutmix(alpha 1.0, prob 0.5)"
+    )
+    demo = plan.load_layered_config([ROOT / "config/config.yaml", ROOT / "config/demo.yaml"])
+    held = plan.experiment_protocol(demo, "das2020_digits")["training set"]
+    assert held == "digits's training images less a validation holdout of 144"
+
+
+def test_report_captions_show_the_protocol(config: dict) -> None:
+    caption = render.report_caption(
+        config, "choi2023_partial_mixup", "last", "table4_partial_mixup"
+    )
+    assert "As run: training set: all of cifar100's training images" in caption.shows
+    assert "reading official_code" in caption.shows

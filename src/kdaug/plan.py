@@ -526,12 +526,17 @@ def _check_appended(config: Mapping[str, Any], exp: Mapping[str, Any], where: st
             )
     if exp["students"]["augmentations"] == SAME_AS_TEACHER:
         return
-    if any(is_appended(config, a) for a in exp["students"]["augmentations"]):
-        for kd in exp["students"]["kd_methods"]:
-            if config["kd_methods"][kd]["loss"] != "hinton":
+    for taug in exp["teachers"]["augmentations"]:
+        for kd, saug in student_variants(exp, taug):
+            method = config["kd_methods"][kd]
+            logit_kd = method["loss"] == "hinton" or (
+                method["loss"] not in LOGIT_LOSSES and float(method["alpha"]) > 0
+            )
+            if is_appended(config, saug) and not logit_kd:
                 raise ConfigError(
-                    f"{where}.students.kd_methods: {kd!r} has no distillation term for the "
-                    "appended copy (use a hinton loss)"
+                    f"{where}.students: {kd!r} with {saug!r}: the appended copy is trained "
+                    "with the KL term alone, which this method lacks (use a hinton loss, or "
+                    "a feature method with alpha > 0)"
                 )
 
 
@@ -735,6 +740,58 @@ def scaled_recipe(recipe: Mapping[str, Any], factor: float) -> dict[str, Any]:
     return scaled
 
 
+def _describe_steps(steps: Iterable[Mapping[str, Any]]) -> str:
+    parts = []
+    for step in steps:
+        params = ", ".join(f"{k} {v}" for k, v in step.items() if k != "op")
+        parts.append(f"{step['op']}({params})" if params else step["op"])
+    return " + ".join(parts) or "nothing"
+
+
+def describe_augmentation(entry: Any) -> str:
+    """One line saying how an augmentation runs, every parameter included, so that the
+    reading a table used (Choi's ``reading``, Wang's ``per`` and ``self_pairs``, the crop
+    padding, the AutoAugment policy) is in plain sight: ``crop(padding 4) + flip(p 0.5)``,
+    or ``x: ...; x': ...`` for Wang et al.'s appended copy."""
+    if not isinstance(entry, Mapping):
+        return _describe_steps(entry)
+    text = f"x: {_describe_steps(entry['steps'])}; x': {_describe_steps(entry['append'])}"
+    pick = entry.get("pick")
+    if pick:
+        text += (
+            f", keep the {pick.get('keep', 0.5):g} of highest {pick['by']} entropy of "
+            f"{pick.get('pool', 2)} draws"
+        )
+    return text
+
+
+def experiment_protocol(config: Mapping[str, Any], experiment: str) -> dict[str, str]:
+    """How an experiment's models were trained where the papers' readings differ: its
+    training set (full, or less a validation holdout) and, per augmentation it trains, how
+    that augmentation runs on its dataset (:func:`describe_augmentation`)."""
+    exp = config["experiments"][experiment]
+    dataset = exp["dataset"]
+    val_size = int(config["datasets"][dataset].get("val_size", 0))
+    names = list(exp["teachers"]["augmentations"])
+    if exp["students"]["augmentations"] != SAME_AS_TEACHER:
+        names += exp["students"]["augmentations"]
+    protocol = {
+        "training set": f"all of {dataset}'s training images"
+        if val_size == 0
+        else f"{dataset}'s training images less a validation holdout of {val_size}"
+    }
+    students = dict.fromkeys(a for t in exp["teachers"]["archs"] for a in students_of(exp, t))
+    own_lr = {a: config["architectures"][a].get("student_lr") for a in students}
+    if any(lr is not None for lr in own_lr.values()):
+        recipe_lr = config["datasets"][dataset]["training"]["student"]["lr"]
+        protocol["student lr"] = ", ".join(
+            f"{a} {lr if lr is not None else recipe_lr:g}" for a, lr in own_lr.items()
+        )
+    for name in dict.fromkeys(names):
+        protocol[name] = describe_augmentation(augmentation_entry(config, name, dataset))
+    return protocol
+
+
 def experiment_view(config: Mapping[str, Any], experiment: str) -> dict[str, Any]:
     """An experiment's config for the render rules, plus what its KD methods resolve to
     on its dataset: ``student_epochs`` and ``kd_alpha`` per KD method (Wang et al.'s
@@ -747,6 +804,8 @@ def experiment_view(config: Mapping[str, Any], experiment: str) -> dict[str, Any
     }
     exp["kd_alpha"] = {kd: m["alpha"] for kd, m in methods.items()}
     exp["vscore_groups"] = dict(config["evaluation"].get("vscore_groups", {}))
+    # How its models were trained, for captions that say which reading a table used.
+    exp["protocol"] = experiment_protocol(config, experiment)
     return exp
 
 
@@ -800,8 +859,21 @@ def speed_settings(config: Mapping[str, Any]) -> dict[str, str]:
     return {k: str(config["runtime"][k]) for k in SPEED_SETTINGS if k in config["runtime"]}
 
 
+# The losses that read logits only; every other KD method (the CRD benchmark's zoo,
+# kdaug.train.methods) reads the teacher's features, so it runs the teacher model.
+LOGIT_LOSSES = ("ce", "hinton", "rescaled")
+
+
+def reads_features(method: Mapping[str, Any]) -> bool:
+    """Whether a KD method reads the teacher's intermediate features."""
+    return method["loss"] not in LOGIT_LOSSES
+
+
 def distills(method: Mapping[str, Any]) -> bool:
-    """Whether a KD method reads the teacher (a KD weight ``alpha`` of 0 is plain CE)."""
+    """Whether a KD method reads the teacher (a logit KD weight ``alpha`` of 0 is plain CE;
+    a feature method reads the teacher whatever its KL weight)."""
+    if reads_features(method):
+        return True
     return method["loss"] != "ce" and float(method.get("alpha", 1.0)) != 0.0
 
 
@@ -812,7 +884,7 @@ def student_inputs(
     """The distill_student rule's inputs: the splits, and what the student reads of its
     teacher: nothing (CE only), the teacher's cached logits on the train split (a student
     without augmentation sees exactly those rows; ``runtime.teacher_logit_cache``), or the
-    teacher model (run on every augmented batch)."""
+    teacher model (run on every augmented batch, and for every method that reads features)."""
     inputs = {
         "train": TRAIN_SPLIT.format(dataset=dataset),
         "val": VAL_SPLIT.format(dataset=dataset),
@@ -823,7 +895,8 @@ def student_inputs(
         return inputs
     teacher = Cell(dataset, int(seed), tarch, taug)
     plain = not aug.get("steps") and not appended
-    if plain and config["runtime"].get("teacher_logit_cache", True):
+    cacheable = plain and not reads_features(config["kd_methods"][kd])
+    if cacheable and config["runtime"].get("teacher_logit_cache", True):
         inputs["teacher_logits"] = teacher.eval_file("last", "train", "npz")
     else:
         inputs["teacher"] = teacher.model_file

@@ -119,6 +119,9 @@ def report_caption(
     report = REPORTS.get(exp["report"])
     shows = paper_of(exp["report"]).caption(name)
     shows = shows or f"{name.replace('_', ' ')} of {experiment} ({selection} weights)"
+    # Which reading of each protocol setting made these numbers (issue 15).
+    protocol = plan.experiment_protocol(config, experiment)
+    shows += " As run: " + "; ".join(f"{k}: {v}" for k, v in protocol.items()) + "."
     where = {"experiment": experiment, "selection": selection}
     table_csv = plan.TABLE_CSV.format(**where, table=name) if name in report.tables else None
     claims_csv = plan.CLAIMS_CSV.format(**where) if report.claims else None
