@@ -31,6 +31,7 @@ from kdaug.data.canonical import BadFileError, Split
 from kdaug.io import atomic_path
 from kdaug.train.augment import AnyAugmentation, AppendedAugmentation, Pick, pick_highest_entropy
 from kdaug.train.losses import LossFn
+from kdaug.train.methods import Features, InitStage, trainable
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,8 @@ class TrainState:
     # The loss of the very first step (the untrained model): the reference of the
     # divergence check, kept across resumes.
     first_loss: float | None = None
+    # A KD method's initialisation stage (AB, FT): its epochs' mean losses once it ran.
+    init_losses: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values and tensors only, so a checkpoint loads with ``weights_only``."""
@@ -204,6 +207,7 @@ class TrainState:
             "best_val_epoch": self.best_val_epoch,
             "best_val_state": self.best_val_state,
             "first_loss": self.first_loss,
+            "init_losses": self.init_losses,
         }
 
     @classmethod
@@ -233,10 +237,13 @@ def evaluate(model: nn.Module, data: DeviceData, batch_size: int = 1000) -> dict
     return {"loss": loss_sum.item() / n, "accuracy": correct.item() / n}
 
 
-def seed_epoch(seed: int, epoch: int) -> np.random.Generator:
-    """Seed torch (dropout) for ``epoch`` (0-based) and return the generator for its draws."""
-    torch.manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
-    return np.random.default_rng([seed, epoch])
+def seed_epoch(seed: int, epoch: int, stage: int = 0) -> np.random.Generator:
+    """Seed torch (dropout, CRD's negatives) for ``epoch`` (0-based) and return the
+    generator for its draws. ``stage`` 1 is a KD method's initialisation stage, whose
+    epochs draw from streams of their own."""
+    entropy = [seed, epoch] if stage == 0 else [seed, epoch, stage]
+    torch.manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
+    return np.random.default_rng(entropy)
 
 
 def batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -287,6 +294,9 @@ class StepBatch:
     teacher_logits: torch.Tensor | None = None
     extra: torch.Tensor | None = None
     extra_teacher_logits: torch.Tensor | None = None
+    # For the feature-based KD methods: the teacher's features on x, the rows' indices
+    teacher_features: list[torch.Tensor] | None = None
+    index: torch.Tensor | None = None
 
 
 @torch.no_grad()
@@ -315,6 +325,17 @@ def appended_rows(
     return candidates[keep], teacher(candidates[keep])
 
 
+@torch.no_grad()
+def run_teacher(
+    teacher: Teacher, x: torch.Tensor, request: Features | None
+) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    """The teacher's logits on ``x``, and its features when a KD method asks for them."""
+    if request is None:
+        return teacher(x), None
+    feats, logits = teacher.forward_features(x, request.preact)  # type: ignore[attr-defined]
+    return logits, feats
+
+
 def step_batch(
     data: DeviceData,
     index: torch.Tensor,
@@ -322,11 +343,16 @@ def step_batch(
     rng: np.random.Generator,
     teacher: AnyTeacher | None = None,
     student: nn.Module | None = None,
+    request: Features | None = None,
 ) -> StepBatch:
     """Gather rows ``index``, augment them on the device and run the teacher on them
-    (or look its logits up: :class:`TeacherLogits`, unaugmented students only)."""
+    (or look its logits up: :class:`TeacherLogits`, unaugmented students only).
+    ``request``: the features a KD method reads (the teacher model's, on ``x``)."""
     targets = F.one_hot(data.labels[index], data.num_classes).float()
     pixels = data.pixels(index)
+    if request is not None and not hasattr(teacher, "forward_features"):
+        raise ValueError("this KD method reads the teacher's features: it needs the teacher "
+                         "model (not cached logits)")  # fmt: skip
     if isinstance(teacher, TeacherLogits):
         if isinstance(augmentation, AppendedAugmentation) or not augmentation.is_identity:
             raise ValueError(f"cached teacher logits are the teacher's outputs on the plain "
@@ -339,23 +365,32 @@ def step_batch(
             raise ValueError(f"augmentation {augmentation.name!r} appends x' for KD: no teacher")
         x, targets, candidates = augmentation.pair(pixels, targets, rng, data.normalize)
         extra, extra_logits = appended_rows(candidates, augmentation.pick, teacher, student)
-        with torch.no_grad():
-            return StepBatch(x, targets, teacher(x), extra, extra_logits)
+        logits, feats = run_teacher(teacher, x, request)
+        return StepBatch(x, targets, logits, extra, extra_logits, feats, index)
     x, targets = augmentation(pixels, targets, rng, data.normalize)
     if teacher is None:
-        return StepBatch(x, targets)
-    with torch.no_grad():
-        return StepBatch(x, targets, teacher(x))
+        return StepBatch(x, targets, index=index)
+    logits, feats = run_teacher(teacher, x, request)
+    return StepBatch(x, targets, logits, teacher_features=feats, index=index)
 
 
 def step_loss(
-    model: Callable[[torch.Tensor], torch.Tensor], batch: StepBatch, loss_fn: LossFn
+    model: Callable[[torch.Tensor], torch.Tensor],
+    batch: StepBatch,
+    loss_fn: LossFn,
+    request: Features | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The step's loss and the student's logits on ``x``. The appended copy ``x'`` gets the
     distillation term only, in a forward pass of its own (BatchNorm sees ``x`` and ``x'``
-    as separate batches, as in the paper's code)."""
-    logits = model(batch.x)
-    loss = loss_fn(logits, batch.targets, batch.teacher_logits)
+    as separate batches, as in the paper's code). A feature-based KD method (``request``)
+    reads the student's features from the same pass that gives its logits."""
+    if request is None:
+        logits = model(batch.x)
+        loss = loss_fn(logits, batch.targets, batch.teacher_logits)
+    else:
+        feats, logits = model.forward_features(batch.x, request.preact)  # type: ignore[attr-defined]
+        loss = loss_fn(logits, batch.targets, batch.teacher_logits,  # type: ignore[call-arg]
+                       feats, batch.teacher_features, batch.index)  # fmt: skip
     if batch.extra is not None:
         loss = loss + loss_fn.distill_only(model(batch.extra), batch.extra_teacher_logits)  # type: ignore[attr-defined]
     return loss, logits
@@ -379,8 +414,13 @@ def train_one_epoch(
     """One epoch of SGD; ``progress(step, steps, images_seen)`` is called after each step.
     ``forward`` is the model or its compiled wrapper (:meth:`Speed.prepare`). Returns the
     epoch's mean train loss and accuracy, and ``first_loss``, the loss of its first step
-    (taken before that step's update)."""
+    (taken before that step's update). A KD method with trainable parts (an ``nn.Module``
+    loss) trains in the same step; the optimizer holds its parameters too."""
     model.train()
+    if isinstance(loss_fn, nn.Module):
+        loss_fn.train()
+    request: Features | None = getattr(loss_fn, "request", None)
+    clipped = trained_parameters(model, loss_fn)
     device = data.labels.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)
@@ -390,12 +430,13 @@ def train_one_epoch(
     for step, chunk in enumerate(chunks, 1):
         index = torch.as_tensor(chunk).to(device, non_blocking=True)
         with speed.autocast(device):
-            batch = step_batch(data, index, augmentation, rng, teacher, model)
-            loss, logits = step_loss(model if forward is None else forward, batch, loss_fn)
+            batch = step_batch(data, index, augmentation, rng, teacher, model, request)
+            net = model if forward is None else forward
+            loss, logits = step_loss(net, batch, loss_fn, request)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            torch.nn.utils.clip_grad_norm_(clipped, grad_clip)
         optimizer.step()
         if step == 1:  # one device sync per epoch
             first_loss = loss.detach().float().item()
@@ -408,6 +449,65 @@ def train_one_epoch(
         "train_accuracy": correct.item() / seen,
         "first_loss": first_loss,
     }
+
+
+def trained_parameters(model: nn.Module, loss_fn: Any) -> list[nn.Parameter]:
+    """What a step trains: the model's parameters and a KD method's trainable parts (its
+    parts frozen outside an initialisation stage excluded)."""
+    params = list(model.parameters())
+    if isinstance(loss_fn, nn.Module):
+        params += [p for p in loss_fn.parameters() if p.requires_grad]
+    return params
+
+
+def run_init_stage(
+    model: nn.Module,
+    stage: InitStage,
+    data: DeviceData,
+    *,
+    recipe: Recipe,
+    augmentation: AnyAugmentation,
+    teacher: AnyTeacher | None,
+    seed: int,
+    speed: Speed,
+    log: Callable[[str], None],
+) -> list[float]:
+    """A KD method's initialisation stage (:class:`kdaug.train.methods.InitStage`, AB and
+    FT): ``stage.epochs`` epochs of plain SGD on the stage's loss over the cell's training
+    stream (its own seeds, :func:`seed_epoch` stage 1), before the distillation epochs.
+    Returns the epochs' mean losses."""
+    device = data.labels.device
+    head = {id(p) for p in model.fc.parameters()} if stage.student else set()
+    params = [p for p in model.parameters() if id(p) not in head] if stage.student else []
+    means = []
+    with trainable(stage.parts):
+        params += list(stage.parts.parameters())
+        optimizer = torch.optim.SGD(params, lr=stage.lr or recipe.lr, momentum=recipe.momentum,
+                                    weight_decay=recipe.weight_decay)  # fmt: skip
+        model.train()
+        stage.parts.train()
+        for epoch in range(stage.epochs):
+            rng = seed_epoch(seed, epoch, stage=1)
+            total = torch.zeros((), device=device)
+            chunks = batches(len(data), recipe.batch_size, rng)[: recipe.steps_per_epoch]
+            for chunk in chunks:
+                index = torch.as_tensor(chunk).to(device, non_blocking=True)
+                with speed.autocast(device):
+                    batch = step_batch(data, index, augmentation, rng, teacher, model,
+                                       stage.request)  # fmt: skip
+                    student = None
+                    if stage.student:
+                        student = model.forward_features(batch.x, stage.request.preact)[0]  # type: ignore[operator]
+                    loss = stage.loss(student, batch.teacher_features or [])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if recipe.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(params, recipe.grad_clip)
+                optimizer.step()
+                total += loss.detach()
+            means.append(total.item() / max(len(chunks), 1))
+            log(f"init epoch {epoch + 1}/{stage.epochs} loss={means[-1]:.4g}")
+    return means
 
 
 class EpochProgress:
@@ -536,6 +636,9 @@ def fit(
     matches (same cell, same code) is resumed from; a mismatching one is ignored, an
     unreadable one set aside (:func:`read_checkpoint`).
     ``speed`` (default: float32, plain layout, eager) says how steps run on the device.
+    A KD method with trainable parts (an ``nn.Module`` ``loss_fn``, on the model's device)
+    is optimised with the model and checkpointed with it; its initialisation stage, if
+    any, runs first (:func:`run_init_stage`) and is checkpointed as done.
 
     Raises :class:`TrainingDivergedError` when an epoch's train loss is non-finite or far above
     its starting value (:data:`DIVERGENCE_FACTOR`): a blown-up model is never returned.
@@ -548,7 +651,7 @@ def fit(
     log(f"device {device}: precision {speed.precision}, channels_last {speed.channels_last}, "
         f"compile {speed.compile}")  # fmt: skip
     optimizer = torch.optim.SGD(
-        model.parameters(),
+        trained_parameters(model, loss_fn),
         lr=recipe.lr,
         momentum=recipe.momentum,
         weight_decay=recipe.weight_decay,
@@ -557,16 +660,43 @@ def fit(
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones=list(recipe.milestones), gamma=recipe.gamma
     )
+    method = loss_fn if isinstance(loss_fn, nn.Module) else None
     state = TrainState()
     saved = read_checkpoint(checkpoint, log) if checkpoint and checkpoint.exists() else None
     if saved is not None and saved.get("fingerprint") == fingerprint:
         model.load_state_dict(saved["model"])
+        if method is not None:
+            method.load_state_dict(saved["method"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         state = TrainState.from_dict(saved["state"])
         log(f"resumed from {checkpoint} after epoch {state.epoch}")
     elif saved is not None:
         log(f"ignoring {checkpoint}: it was made by a different cell or code version")
+
+    def save(state: TrainState) -> None:
+        if checkpoint is None:
+            return
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "fingerprint": fingerprint,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "state": copy.deepcopy(state.to_dict()),
+        }
+        if method is not None:
+            payload["method"] = method.state_dict()
+        save_checkpoint(checkpoint, payload)
+
+    stage: InitStage | None = getattr(loss_fn, "init_stage", None)
+    if stage is not None and state.epoch == 0 and state.init_losses is None:
+        log(f"initialisation stage: {stage.epochs} epochs")
+        state.init_losses = run_init_stage(
+            model, stage, train, recipe=recipe, augmentation=augmentation, teacher=teacher,
+            seed=seed, speed=speed, log=log,
+        )  # fmt: skip
+        save(state)
 
     start_time = time.monotonic()
     start_epoch = state.epoch
@@ -622,17 +752,6 @@ def fit(
             + " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch")
             + f" eta={eta:.0f}s"
         )
-        due = state.epoch % recipe.checkpoint_every == 0 or state.epoch == recipe.epochs
-        if checkpoint is not None and due:
-            save_checkpoint(
-                checkpoint,
-                {
-                    "format": CHECKPOINT_FORMAT,
-                    "fingerprint": fingerprint,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "state": copy.deepcopy(state.to_dict()),
-                },
-            )
+        if state.epoch % recipe.checkpoint_every == 0 or state.epoch == recipe.epochs:
+            save(state)
     return state

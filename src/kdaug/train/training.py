@@ -42,7 +42,13 @@ from kdaug.train.engine import (
     fit,
     foreign_globals,
 )
-from kdaug.train.losses import build_loss
+from kdaug.train.methods import (
+    FeatureMethod,
+    Probe,
+    build_method,
+    build_objective,
+    method_payload,
+)
 
 MODEL_FILE_FORMAT = 1
 SELECTIONS = ("last", "best_val")
@@ -240,6 +246,28 @@ def load_trained(
     return model.to(device).eval(), payload
 
 
+def load_method(
+    path: str | os.PathLike[str], device: torch.device, expect: Mapping[str, Any] | None = None
+) -> FeatureMethod:
+    """The KD method a student's model file stores (its regressors, embedding heads,
+    connectors, memory bank), rebuilt from the stored probe shapes (no network needed) and
+    loaded strictly, on ``device``. CRD comes back without its negative sampler (the
+    training labels are not stored): enough to inspect or reuse its parts."""
+    payload = read_model_file(path, expect)
+    stored = payload.get("method")
+    if not stored:
+        raise BadFileError(f"{os.fspath(path)}: its KD method has no stored parts")
+    try:
+        method = build_method(payload["spec"]["kd"], Probe.from_dict(stored["probe"]))
+        method.load_state_dict(stored["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise BadFileError(
+            f"{os.fspath(path)}: its KD method's parts do not fit its spec "
+            f"({type(e).__name__}: {str(e)[:200]}); " + rebuild_hint(path, "distill_student")
+        ) from e
+    return method.to(device)
+
+
 def model_history(
     path: str | os.PathLike[str], expect: Mapping[str, Any] | None = None
 ) -> list[dict[str, float]]:
@@ -334,7 +362,13 @@ def train_cell(
     model = build_cell_model(spec["arch"], train_split.num_classes, train_split.images.shape[1:])
     model = model.to(device)
     augmentation = augmentation_from_spec(spec["augmentation"])
-    loss_fn = build_loss(spec["kd"] if spec["role"] == "student" else {"loss": "ce"})
+    loss_fn = build_objective(
+        spec["kd"] if spec["role"] == "student" else {"loss": "ce"},
+        student=model,
+        teacher=teacher,
+        input_shape=train_split.images.shape[1:],
+        labels=train.labels,
+    )
 
     checkpoint = Path(str(output) + ".ckpt")
     try:
@@ -371,6 +405,9 @@ def train_cell(
             "state_dict": state.best_val_state or cpu_state(model),
         },
         "history": state.history,
+        # a KD method's trainable parts and buffers (None for the logit losses)
+        "method": method_payload(loss_fn),
+        "init_losses": state.init_losses,
         "final_val": evaluate(model, val),
         # JSON round trip: torch.__version__ is a TorchVersion, not a plain str
         "provenance": json.loads(
