@@ -135,7 +135,8 @@ def training_curves_caption(config: Mapping[str, Any], experiment: str) -> Repor
         f"Training curves of every model of {experiment}: train and validation loss and "
         "accuracy per epoch, one line per kind of model (teachers per augmentation, "
         "students per teacher augmentation, KD method and augmentation), mean over seeds "
-        "with a band of one std; the numbers are in training_curves.csv."
+        "with a band of one std (train loss: the training objective, a student's KD loss "
+        "included; validation loss: cross-entropy); the numbers are in training_curves.csv."
     )
     curves_csv = TRAINING_CURVES_CSV.format(experiment=experiment)
     return ReportCaption(report.claim, shows, curves_csv=curves_csv)

@@ -8,7 +8,9 @@ augmentation). The CSV holds, per curve, epoch and history metric, the mean, std
 and 95% t-interval over seeds (:func:`~kdaug.report.results.summary_frame`); the figure
 draws loss and accuracy per epoch, one panel row per model architecture (teachers, then
 each teacher's students), one colour per curve, train solid and validation dashed, the
-mean with a band of one std over seeds.
+mean with a band of one std over seeds. The train loss is the training objective on the
+(augmented) batches, a student's KD loss included; the validation loss is cross-entropy,
+so the two are compared by their trends, not their levels.
 
 The figure belongs to every experiment of every paper (see
 :func:`kdaug.report.registry.report_files`); it reads the experiment's model files.
@@ -137,7 +139,11 @@ def plot_training_curves(
     if len(ax_epochs) and len(ax_epochs) <= 12:
         for ax in axes.flat:
             ax.set_xticks(sorted(int(e) for e in ax_epochs))
-    fig.suptitle(f"{title}\nmean over seeds, band: ± 1 std (solid: train, dashed: validation)")
+    fig.suptitle(
+        f"{title}\nmean over seeds, band: ± 1 std\nsolid: train (the training objective: "
+        "KD loss for students, on augmented batches), dashed: validation (cross-entropy)",
+        fontsize=10,
+    )
     fig.tight_layout()
     plots.save(fig, path)
 
