@@ -583,7 +583,7 @@ def read_checkpoint(path: Path, log: Callable[[str], None]) -> dict[str, Any] | 
     """
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
+    except pickle.UnpicklingError:
         foreign = foreign_globals(path)
         if foreign is None or foreign:
             names = ", ".join(foreign or []) or "not a torch.save file"
@@ -591,7 +591,7 @@ def read_checkpoint(path: Path, log: Callable[[str], None]) -> dict[str, Any] | 
                 f"{path}: refusing to resume from this checkpoint: its pickle asks to run "
                 f"code ({names}), which kdaug never writes. It was not made by this "
                 "pipeline; inspect it, then delete it"
-            ) from e
+            ) from None  # not torch's advice to load it with weights_only=False
         set_aside(path, "cannot be read safely (an older kdaug version's, or damaged)", log)
         return None
     except Exception as e:  # torch raises RuntimeError, EOFError, KeyError... on damage

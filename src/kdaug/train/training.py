@@ -190,7 +190,7 @@ def read_model_file(
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
-    except pickle.UnpicklingError as e:
+    except pickle.UnpicklingError:
         with torch.serialization.safe_globals(OLD_FILE_GLOBALS):
             foreign = foreign_globals(Path(path))
         names = ", ".join(foreign or []) or "objects beyond plain values"
@@ -198,7 +198,7 @@ def read_model_file(
             f"{os.fspath(path)}: refusing to load this model file: its pickle asks for "
             f"{names}, which kdaug never writes (a file planted or made elsewhere); "
             + rebuild_hint(path, rule)
-        ) from e
+        ) from None  # not torch's advice to load it with weights_only=False
     except Exception as e:  # torch raises RuntimeError, EOFError, KeyError... on damage
         raise BadFileError(
             f"{os.fspath(path)}: not a readable model file ({type(e).__name__}: "
