@@ -16,10 +16,13 @@ Then a student distilled with an online teacher against the same student reading
 teacher logits, and the projected wall time of every training cell of the configured
 experiments (epochs x train images / measured img/s; extraction, metrics and rendering
 are not counted). Run on a GPU for real figures; ``--quick`` runs tiny sizes on the CPU
-so that CI exercises the script.
+so that CI exercises the script. ``--methods TEACHER:STUDENT`` adds img/s of every KD
+method of the config (one entry per method, kdaug.train.methods) for that pair at the
+student's batch, against plain KD with the same online teacher.
 
     .venv/bin/python bench/train_throughput.py                 # default config, all models
     .venv/bin/python bench/train_throughput.py --quick         # CPU smoke run (CI)
+    .venv/bin/python bench/train_throughput.py --methods resnet32x4:resnet8x4
 """
 
 from __future__ import annotations
@@ -43,8 +46,15 @@ import torch.nn.functional as F
 from kdaug import plan
 from kdaug.data.canonical import Split
 from kdaug.train.augment import build_augmentation
-from kdaug.train.engine import DeviceData, Speed, TeacherLogits, train_one_epoch
+from kdaug.train.engine import (
+    DeviceData,
+    Speed,
+    TeacherLogits,
+    train_one_epoch,
+    trained_parameters,
+)
 from kdaug.train.losses import CrossEntropy, HintonKD
+from kdaug.train.methods import METHODS, build_objective
 from kdaug.train.training import build_cell_model
 
 # Official training-set sizes and image shapes (the canonical files need not exist here);
@@ -380,6 +390,79 @@ def measure_cache(bench: Bench, cells: list[dict], models: list[tuple[str, str]]
     return {"pair": f"{tname} -> {sname}", "online": online, "cached": cached}
 
 
+def method_entries(config: Mapping[str, Any]) -> list[str]:
+    """Plain KD (``kd_t4``, else the first Hinton entry) and one ``kd_methods`` entry per
+    method of the zoo (the one named like the method where there is one)."""
+    entries = config["kd_methods"]
+    hinton = [k for k, m in entries.items() if m["loss"] == "hinton" and m["alpha"] > 0]
+    names = ["kd_t4" if "kd_t4" in entries else hinton[0]]
+    for method in METHODS:
+        own = [k for k, m in entries.items() if m["loss"] == method]
+        if own:
+            names.append(method if method in own else own[0])
+    return names
+
+
+@dataclass(frozen=True)
+class MethodWorkload:
+    """One pair's student arch, frozen teacher, batches and training labels."""
+
+    student: Mapping[str, Any]
+    teacher: torch.nn.Module
+    data: DeviceData
+    labels: torch.Tensor  # the full training split's (CRD's bank and sampler)
+    batch: int
+    shape: tuple[int, int, int]
+    classes: int
+
+
+def method_rate(bench: Bench, work: MethodWorkload, entry: Mapping[str, Any]) -> float:
+    """img/s of a student trained with KD method ``entry`` (heads included)."""
+    student = new_model(work.student, work.classes, work.shape, bench.device)
+    loss = build_objective(entry, student=student, teacher=work.teacher,
+                           input_shape=work.shape, labels=work.labels)  # fmt: skip
+    forward = bench.speed.prepare(student)
+    optimizer = torch.optim.SGD(trained_parameters(student, loss), lr=0.01, momentum=0.9)
+    aug = build_augmentation("crop_flip", [{"op": "crop", "padding": 4}, {"op": "flip"}])
+    rng = np.random.default_rng(0)
+
+    def run() -> int:
+        train_one_epoch(student, optimizer, work.data, aug, loss, work.teacher, rng, work.batch,
+                        speed=bench.speed, forward=forward)  # fmt: skip
+        return work.batch * bench.steps
+
+    return timed(run, bench.device)
+
+
+def measure_methods(bench: Bench, pair: str, cells: list[dict]) -> list[dict]:
+    """img/s of each KD method (:func:`method_entries`) for one ``teacher:student`` pair at
+    the student's batch: crop+flip batches, the online teacher (feature methods need it),
+    the method's heads trained with the student; CRD's memory bank and negative sampler
+    sized for the dataset's full training split."""
+    tname, sname = pair.split(":")
+    datasets = [c["dataset"] for c in cells if (c["teacher"], c["arch"]) == (tname, sname)]
+    dataset = datasets[0] if datasets else next(c["dataset"] for c in cells)
+    batch, shape, classes = bench.workload(dataset, "student")
+    n_train, _ = train_size(bench.config, dataset)
+    arch = bench.config["architectures"]
+    teacher = new_model(arch[tname], classes, shape, bench.device).eval().requires_grad_(False)
+    bench.speed.lay_out(teacher)
+    work = MethodWorkload(
+        arch[sname], teacher, synthetic(batch * bench.steps, shape, classes, bench.device),
+        torch.arange(n_train, device=bench.device) % classes, batch, shape, classes,
+    )  # fmt: skip
+    print(f"\n{tname} -> {sname} ({dataset}, batch {batch}, online teacher)\n"
+          "| KD method | loss | img/s | vs plain KD |\n|---|---|---|---|")  # fmt: skip
+    rows: list[dict] = []
+    for kd in method_entries(bench.config):
+        entry = bench.config["kd_methods"][kd]
+        rate = method_rate(bench, work, entry)
+        rows.append({"kd": kd, "loss": entry["loss"], "img_s": rate})
+        print(f"| {kd} | {entry['loss']} | {rate:.0f} | {rate / rows[0]['img_s']:.2f} |",
+              flush=True)  # fmt: skip
+    return rows
+
+
 def print_projection(bench: Bench, cells: list[dict], rates: dict) -> dict[str, float]:
     """Projected training time per experiment (only the timed models' cells with --quick)."""
     if bench.quick:
@@ -412,6 +495,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--quick",
         action="store_true",
         help="CPU smoke run: few steps, batch <= 32, the grid's small models",
+    )
+    parser.add_argument(
+        "--methods",
+        metavar="TEACHER:STUDENT",
+        help="also time every KD method of the config for this pair (img/s vs plain KD)",
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     return parser.parse_args(argv)
@@ -446,6 +534,7 @@ def main(argv: list[str] | None = None) -> None:
         models = [m for m in models if config["architectures"][m[1]]["model"] in small][:2]
     rates, rows = measure_models(bench, models)
     cache = measure_cache(bench, cells, models)
+    methods = measure_methods(bench, args.methods, cells) if args.methods else None
     totals = print_projection(bench, cells, rates)
     if args.json:
         args.json.write_text(
@@ -455,6 +544,7 @@ def main(argv: list[str] | None = None) -> None:
                     "speed": bench.speed.__dict__,
                     "models": rows,
                     "cache": cache,
+                    "methods": methods,
                     "projected_seconds": totals,
                 },
                 indent=1,

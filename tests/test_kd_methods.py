@@ -673,3 +673,49 @@ def test_payload_rebuilds_every_method_from_its_probe() -> None:
         rebuilt.load_state_dict(back["state_dict"])
         for k, v in original.state_dict().items():
             torch.testing.assert_close(rebuilt.state_dict()[k], v, rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------ resuming, planning
+
+
+@pytest.mark.parametrize("name", ["crd", "ft"])
+def test_a_resumed_run_ends_where_the_uninterrupted_one_does(name, teacher, data, tmp_path):
+    """The method's parts, CRD's memory bank and Z, and the initialisation stage's outcome
+    are checkpointed: killing after epoch 1 and resuming repeats the 2-epoch run exactly."""
+    extra = {"init_epochs": 1} if name == "ft" else {}
+
+    def run(epochs: int, checkpoint: Path | None) -> tuple[nn.Module, nn.Module]:
+        student, method = student_and_method(name, teacher, data, **extra)
+        recipe = Recipe(epochs=epochs, batch_size=8, lr=0.05, steps_per_epoch=2)
+        fit(student, data, None, recipe=recipe, augmentation=CROP, loss_fn=method, seed=0,
+            teacher=teacher, checkpoint=checkpoint, log=lambda s: None)  # fmt: skip
+        return student, method
+
+    full_student, full_method = run(2, None)
+    ckpt = tmp_path / "model.pt.ckpt"
+    run(1, ckpt)
+    assert "method" in torch.load(ckpt, weights_only=True)
+    student, method = run(2, ckpt)
+    for mine, theirs in ((student, full_student), (method, full_method)):
+        for k, v in theirs.state_dict().items():
+            torch.testing.assert_close(mine.state_dict()[k], v, rtol=0, atol=0, msg=k)
+
+
+def test_feature_methods_read_the_teacher_model_never_cached_logits() -> None:
+    config = plan.load_layered_config([ROOT / "config/config.yaml", ROOT / "config/demo.yaml"])
+    args = (config, "digits_rd", 0, "resnet20", "standard")
+    assert "teacher_logits" in plan.student_inputs(*args, "kd_t4", "none")
+    for kd in ("crd", "at", "ab"):  # alpha 0: no KL, still the teacher's features
+        inputs = plan.student_inputs(*args, kd, "none")
+        assert "teacher" in inputs and "teacher_logits" not in inputs
+
+
+def test_an_appended_copy_needs_a_kl_term() -> None:
+    config = plan.load_layered_config([ROOT / "config/config.yaml", ROOT / "config/demo.yaml"])
+    exp = config["experiments"]["wang2022_digits_accuracy"]
+    exp["students"]["kd_methods"].append("crd")
+    exp["students"]["variants"].append({"kd_method": "crd", "augmentation": "append_cutmix"})
+    with pytest.raises(plan.ConfigError, match="'crd' with 'append_cutmix'"):
+        plan.check_config(config)
+    exp["students"]["variants"][-1]["augmentation"] = "standard"  # crd alone on x: fine
+    plan.check_config(config)
