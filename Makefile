@@ -23,6 +23,7 @@ setup: $(VENV)/.installed
 demo: setup
 	$(SNAKEMAKE) --cores $(CORES) --resources gpu=$(GPUS) --configfile config/demo.yaml \
 		--printshellcmds --show-failed-logs
+	$(BIN)/python -m kdaug.verify --configfile config/demo.yaml
 
 # Offline medium-size run: real Fashion-MNIST from Debian's dataset-fashion-mnist (mirror).
 fashion: setup

@@ -45,7 +45,6 @@ include: "workflow/rules/report.smk"
 localrules:
     all,
     download_archive,
-    compute_metrics,
     collect_metrics,
     render_table,
     render_figure,

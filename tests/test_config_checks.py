@@ -255,7 +255,7 @@ def test_a_corrupt_metrics_file_is_named_with_its_rebuild(tmp_path: Path) -> Non
     bad = metrics_record(tmp_path / "eval/last/test_shifted.json", 0.25)
     bad.write_text(bad.read_text()[:-20])  # cut short
     out = tmp_path / "metrics.csv"
-    rebuild = rf"{bad}: not valid JSON.*delete it, or run snakemake {bad} -R compute_metrics"
+    rebuild = rf"{bad}: not valid JSON.*delete it, or run snakemake {bad} -R evaluate_split"
     with pytest.raises(CorruptRecordError, match=rebuild):
         collect([good, bad], out, experiment="e")
     assert not out.exists()

@@ -18,7 +18,7 @@ PACKAGE = codehash.PACKAGE_DIR
 LAYERS = {
     "io": 0, "registry": 0, "cells": 0, "provenance": 0, "codehash": 8,
     "data": 1, "models": 2, "train": 3, "measure": 4, "report": 5, "papers": 6,
-    "plan": 7, "render": 8, "joblog": 8, "devices": 8,
+    "plan": 7, "render": 8, "joblog": 8, "devices": 8, "verify": 8,
 }  # fmt: skip
 
 

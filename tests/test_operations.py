@@ -62,7 +62,7 @@ def test_changing_one_augmentation_reruns_only_its_cells(built: Path) -> None:
     counts = planned(built, *DEMO, "config/cutout8.yaml", "--config", SLICE)
     # the cutout student, its two evaluations, the experiment's collection and renders
     assert counts["distill_student"] == 1 and "train_teacher" not in counts
-    assert counts["extract_outputs"] == counts["compute_metrics"] == 2
+    assert counts["evaluate_split"] == 2
     out = run(built, "-n", "--cores", "2", *DEMO, "config/cutout8.yaml", "--config", SLICE).stdout
     assert STUDENT.format(aug="cutout") + "/model.pt" in out
     assert STUDENT.format(aug="mixup") + "/model.pt" not in out
@@ -72,7 +72,7 @@ def test_forcing_one_rule_for_one_cell_targets_first(built: Path) -> None:
     target = STUDENT.format(aug="cutmix") + "/eval/best_val/test_human.json"
     counts = planned(built, target, "-R", "distill_student", *DEMO, "--config", SLICE)
     assert counts["distill_student"] == 1 and "train_teacher" not in counts
-    assert counts["extract_outputs"] == counts["compute_metrics"] == 1
+    assert counts["evaluate_split"] == 1
 
 
 def planned_after_editing(wd: Path, module: str) -> dict[str, int]:

@@ -17,7 +17,7 @@ from test_workflow import ROOT, SNAKEMAKE, check_report_file, load_config, workd
 pytestmark = pytest.mark.workflow
 
 # Two demo experiments that use every cluster rule but teacher_stats' own: prepare_split,
-# train_teacher, distill_student (cached teacher logits and online teacher), extract_outputs,
+# train_teacher, distill_student (cached teacher logits and online teacher), evaluate_split,
 # attack_model; the quick rules run locally (localrules). The whole demo through SLURM
 # takes ~30 min on 2 CPUs, too long for CI beside the local demo run.
 EXPERIMENTS = ["das2020_digits_mnist", "choi2023_digits_robustness"]
@@ -51,7 +51,7 @@ def test_demo_experiments_run_through_slurm(cluster, tmp_path) -> None:
     submitted = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", out)
     rules = re.findall(r"slurm_logs/rule_(\w+?)/", out)
     assert len(submitted) >= 6 + 4 + 6 + 13, out[-3000:]
-    assert {"prepare_split", "train_teacher", "distill_student", "extract_outputs",
+    assert {"prepare_split", "train_teacher", "distill_student", "evaluate_split",
             "attack_model"} <= set(rules)  # fmt: skip
     assert "sbatch call: sbatch" in out or submitted
     config = load_config("config/config.yaml", "config/demo.yaml", "tests/configs/fast.yaml")

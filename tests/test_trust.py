@@ -254,7 +254,7 @@ def test_a_truncated_split_fails_before_training_naming_file_and_rule(results: P
 
 @pytest.mark.parametrize(
     ("name", "rule", "kind"),
-    [(TEACHER, "train_teacher", "teacher_path"), ("logits.npz", "extract_outputs",
+    [(TEACHER, "train_teacher", "teacher_path"), ("logits.npz", "evaluate_split",
                                                    "teacher_logits_path")],
 )  # fmt: skip
 def test_a_truncated_teacher_input_fails_before_training(

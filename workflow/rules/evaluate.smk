@@ -1,14 +1,16 @@
-# Evaluation: logits + embeddings per (model, weight selection, split), then metrics.
+# Evaluation: logits + embeddings per (model, weight selection, split) and their metrics,
+# in one job (a separate metrics job cost more in start-up than the metrics themselves).
 
 
-rule extract_outputs:
+rule evaluate_split:
     input:
         model=plan.ANY_MODEL,
         split=plan.DATA,
     output:
-        plan.EVAL_LOGITS,
+        outputs=plan.EVAL_LOGITS,
+        metrics=plan.EVAL_METRICS,
     log:
-        "logs/models/{dataset}/seed{seed}/{model}/eval/{selection}/{split}.extract.log",
+        "logs/models/{dataset}/seed{seed}/{model}/eval/{selection}/{split}.log",
     conda:
         CONDA_ENV
     threads: config["runtime"]["threads"]
@@ -16,28 +18,13 @@ rule extract_outputs:
         **GPU_EVAL_JOB,
     params:
         embeddings=lambda w: w.split in config["evaluation"]["embeddings_for"],
-        code=script_code("extract_outputs"),
-    script:
-        "../scripts/extract_outputs.py"
-
-
-rule compute_metrics:
-    input:
-        plan.EVAL_LOGITS,
-    output:
-        plan.EVAL_METRICS,
-    log:
-        "logs/models/{dataset}/seed{seed}/{model}/eval/{selection}/{split}.metrics.log",
-    conda:
-        CONDA_ENV
-    params:
         cell=lambda w: plan.cell_from_wildcards(w.dataset, w.seed, w.model).identity(),
         metrics=config["evaluation"]["metrics"],
         ece_bins=config["evaluation"]["ece_bins"],
         vscore_groups=config["evaluation"]["vscore_groups"],
-        code=script_code("compute_metrics"),
+        code=script_code("evaluate_split"),
     script:
-        "../scripts/compute_metrics.py"
+        "../scripts/evaluate_split.py"
 
 
 # Wang et al. (2022): the teacher's statistics on a student cell's training stream

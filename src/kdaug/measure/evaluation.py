@@ -64,7 +64,7 @@ def metrics_file(
 _WRITERS = (
     (".attacks.json", "attack_model"),
     ("teacher_stats.json", "teacher_stats"),
-    (".json", "compute_metrics"),
+    (".json", "evaluate_split"),
 )
 _CELL_KEYS = ("dataset", "seed", "role", "teacher_arch", "teacher_aug", "kd", "student_arch",
               "student_aug")  # fmt: skip

@@ -292,7 +292,7 @@ def cached_teacher(
     from the ``last`` weights of the cell ``expect`` names)."""
     import numpy as np
 
-    hint = rebuild_hint(path, "extract_outputs")
+    hint = rebuild_hint(path, "evaluate_split")
     try:
         with np.load(path, allow_pickle=False) as f:
             logits, labels = f["logits"], f["labels"]
@@ -310,7 +310,7 @@ def cached_teacher(
                 f"{os.fspath(path)}: does not say which model's last weights made it "
                 f"(an older kdaug's, or not an extract_outputs file); {hint}"
             )
-        check_identity(path, stored, expect, "extract_outputs")
+        check_identity(path, stored, expect, "evaluate_split")
     try:
         return TeacherLogits.for_split(logits, labels, train)
     except ValueError as e:
