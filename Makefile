@@ -11,7 +11,7 @@ SNAKEMAKE := $(BIN)/snakemake
 # the core count there.
 GPUS ?= $(shell n=$$(nvidia-smi -L 2>/dev/null | wc -l); [ "$$n" -gt 0 ] && echo $$n || echo $(CORES))
 
-.PHONY: setup demo fashion test lint format dryrun clean-demo bench bench-quick
+.PHONY: setup demo fashion test lint format dryrun clean-demo bench bench-quick gpu-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ bench: setup
 
 bench-quick: setup
 	$(BIN)/python bench/train_throughput.py --quick
+
+# Every CUDA path once, one table (results/gpu_check.md); GPU_CHECK_ARGS=--cpu: CI's smoke run.
+gpu-check: setup
+	$(BIN)/python bench/gpu_check.py $(GPU_CHECK_ARGS)
 
 dryrun: setup
 	$(SNAKEMAKE) -n --cores 4 --resources gpu=1
