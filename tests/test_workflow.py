@@ -126,6 +126,18 @@ def test_demo_dry_run(wd: Path) -> None:
     assert "download_archive" not in counts
 
 
+def test_demo_dry_run_without_the_human_role_plans_no_human_files(wd: Path) -> None:
+    """A layer can take CIFAR-10H's role away (null): Table 1, Figures 3 and 6 are not
+    planned, the other files are, and notes.md says what is left out."""
+    (wd / "config/no_human.yaml").write_text(
+        "experiments:\n  das2020_digits:\n    eval_splits:\n      human: null\n"
+    )
+    out = snakemake(wd, "-n", "--configfile", "config/demo.yaml", "config/no_human.yaml").stdout
+    assert "das2020_digits/notes.md" in out and "das2020_digits/last/table6_students" in out
+    human = ("table1_test", "figure3_human_confidence", "figure6_relative_kl")
+    assert not [name for name in human if f"das2020_digits/last/{name}" in out]
+
+
 def test_lint_is_clean(wd: Path) -> None:
     proc = snakemake(wd, "--lint", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr

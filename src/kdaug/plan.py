@@ -36,7 +36,7 @@ from kdaug.cells import (
     students_of,
 )
 from kdaug.data.datasets import BUILDERS
-from kdaug.report.registry import PAPERS, REPORTS, report_files
+from kdaug.report.registry import NOTES_FILE, PAPERS, REPORTS, report_files
 
 NAME = r"[A-Za-z0-9_]+"
 WILDCARDS = {
@@ -226,7 +226,7 @@ def check_config(config: Mapping[str, Any]) -> None:
         where = f"experiments.{name}"
         ds = _require(config["datasets"], exp["dataset"], "dataset", where)
         builder = BUILDERS.get(ds["builder"])
-        for role, split in exp["eval_splits"].items():
+        for role, split in present_splits(exp).items():
             if split not in builder.splits:
                 raise ConfigError(
                     f"{where}.eval_splits.{role}: dataset {exp['dataset']!r} has no split "
@@ -540,14 +540,34 @@ def _check_appended(config: Mapping[str, Any], exp: Mapping[str, Any], where: st
                 )
 
 
+def present_splits(exp: Mapping[str, Any]) -> dict[str, str]:
+    """Split role -> split, for the roles an experiment evaluates (a role set to null is
+    absent: see :func:`absent_roles`)."""
+    return {role: split for role, split in exp["eval_splits"].items() if split is not None}
+
+
+def absent_roles(exp: Mapping[str, Any]) -> list[str]:
+    """The split roles an experiment sets to null: it has no such split (e.g. a CIFAR-10
+    user without CINIC-10 or CIFAR-10H: ``eval_splits: {shifted: null, human: null}``).
+
+    Null, not a missing key, because Snakemake merges config layers: a layer cannot delete
+    a role the base config sets, only replace its value. The tables and figures that read
+    only absent roles are left out of the report (:meth:`Paper.left_out`), the claims on
+    them read "not in this experiment", and the experiment's ``notes.md`` says so."""
+    return [role for role, split in exp["eval_splits"].items() if split is None]
+
+
 def _check_report(exp: Mapping[str, Any], where: str) -> None:
-    """Every table and figure of the experiment's report reads a split it evaluates."""
+    """Every split role the experiment's report reads is given a split, or set to null
+    (absent: what reads only it is left out); ``test`` is always given (the schema)."""
     report = REPORTS.get(exp["report"])
     missing = PAPERS.get(report.paper).split_roles(report) - set(exp["eval_splits"])
     if missing:
+        nulls = ", ".join(f"{r}: null" for r in sorted(missing))
         raise ConfigError(
             f"{where}.eval_splits: the {exp['report']} report needs the split roles "
-            f"{sorted(missing)}"
+            f"{sorted(missing)} (to run without such a split, set `{nulls}`: the tables "
+            "and figures that read it are left out)"
         )
 
 
@@ -632,7 +652,7 @@ def experiment_evaluations(config: Mapping[str, Any], experiment: str) -> Iterat
     exp = config["experiments"][experiment]
     for cell in experiment_cells(config, experiment):
         for selection in config["evaluation"]["selections"]:
-            for split in dict.fromkeys(exp["eval_splits"].values()):  # a split may serve two roles
+            for split in dict.fromkeys(present_splits(exp).values()):  # may serve two roles
                 yield Evaluation(cell, selection, split)
 
 
@@ -804,6 +824,9 @@ def experiment_view(config: Mapping[str, Any], experiment: str) -> dict[str, Any
     }
     exp["kd_alpha"] = {kd: m["alpha"] for kd, m in methods.items()}
     exp["vscore_groups"] = dict(config["evaluation"].get("vscore_groups", {}))
+    # Render code sees only the roles it can read; the absent ones, for its notes.
+    exp["eval_splits"] = present_splits(exp)
+    exp["absent_roles"] = absent_roles(config["experiments"][experiment])
     # How its models were trained, for captions that say which reading a table used.
     exp["protocol"] = experiment_protocol(config, experiment)
     return exp
@@ -913,7 +936,19 @@ def experiment_outputs(config: Mapping[str, Any], experiment: str) -> list[str]:
 def experiment_report_files(config: Mapping[str, Any], experiment: str) -> list[str]:
     """The files rendering an experiment produces, relative to its directory."""
     report = REPORTS.get(config["experiments"][experiment]["report"])
-    return report_files(report, config["evaluation"]["selections"])
+    left_out = left_out_files(config, experiment)
+    files = report_files(report, config["evaluation"]["selections"], left_out)
+    if absent_roles(config["experiments"][experiment]):
+        files.append(NOTES_FILE)  # what the absent split roles leave out
+    return files
+
+
+def left_out_files(config: Mapping[str, Any], experiment: str) -> list[str]:
+    """The tables and figures of an experiment's report that read only split roles it
+    sets to null (:func:`absent_roles`)."""
+    exp = config["experiments"][experiment]
+    report = REPORTS.get(exp["report"])
+    return PAPERS.get(report.paper).left_out(report, present_splits(exp))
 
 
 def cell_from_wildcards(dataset: str, seed: int | str, model: str) -> Cell:

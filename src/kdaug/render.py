@@ -21,6 +21,8 @@ TABLE_TEX = plan.TABLE_CSV.removesuffix(".csv") + ".tex"
 # Per experiment, for every selection: its models' training curves and their data.
 TRAINING_CURVES_FIGURE = f"{plan.EXPERIMENT}/{registry.TRAINING_CURVES_FIGURE}"
 TRAINING_CURVES_CSV = f"{plan.EXPERIMENT}/{registry.TRAINING_CURVES_CSV}"
+# Per experiment that sets a split role to null: what its report leaves out, and why.
+NOTES = f"{plan.EXPERIMENT}/{registry.NOTES_FILE}"
 
 
 def figure_inputs(
@@ -45,6 +47,38 @@ def training_curve_inputs(config: Mapping[str, Any], experiment: str) -> list[st
     """The render_training_curves rule's inputs: the model files, in
     :func:`training_curve_cells` order."""
     return [cell.model_file for cell in training_curve_cells(config, experiment)]
+
+
+def left_out_note(config: Mapping[str, Any], experiment: str) -> str:
+    """One sentence on the split roles an experiment sets to null and the report files
+    left out for it ('' when it lacks none)."""
+    absent = plan.absent_roles(config["experiments"][experiment])
+    if not absent:
+        return ""
+    left = plan.left_out_files(config, experiment)
+    roles = ", ".join(f"eval_splits.{r}: null" for r in absent)
+    return (
+        f"This experiment has no {' or '.join(absent)} split ({roles}): "
+        + (f"{', '.join(left)} left out, " if left else "")
+        + "tables that also read other splits show those only, and claims on "
+        + f"{' or '.join(absent)} read 'not in this experiment'."
+    )
+
+
+def report_notes(config: Mapping[str, Any], experiment: str) -> str:
+    """``notes.md`` of an experiment: which split roles it lacks and which tables and
+    figures are therefore not drawn (rather than drawn from another split)."""
+    exp = config["experiments"][experiment]
+    paper = paper_of(exp["report"])
+    left = plan.left_out_files(config, experiment)
+    rows = ""
+    for role in plan.absent_roles(exp):
+        mine = [n for n in left if role in paper.file_roles(n)]
+        rows += f"| {role} | {', '.join(mine) or 'nothing: its tables show the other splits'} |\n"
+    return (
+        f"# Notes on {experiment}\n\n{left_out_note(config, experiment)}\n\n"
+        "| absent split role | tables and figures left out |\n|---|---|\n" + rows
+    )
 
 
 # -- snakemake --report: categories and captions ----------------------------------------
@@ -122,6 +156,8 @@ def report_caption(
     # Which reading of each protocol setting made these numbers (issue 15).
     protocol = plan.experiment_protocol(config, experiment)
     shows += " As run: " + "; ".join(f"{k}: {v}" for k, v in protocol.items()) + "."
+    note = left_out_note(config, experiment)
+    shows += f" {note}" if note else ""
     where = {"experiment": experiment, "selection": selection}
     table_csv = plan.TABLE_CSV.format(**where, table=name) if name in report.tables else None
     claims_csv = plan.CLAIMS_CSV.format(**where) if report.claims else None
@@ -143,6 +179,7 @@ def training_curves_caption(config: Mapping[str, Any], experiment: str) -> Repor
 
 
 __all__ = [
+    "NOTES",
     "PAPERS",
     "REPORTS",
     "TABLE_TEX",
@@ -155,6 +192,7 @@ __all__ = [
     "report_caption",
     "report_category",
     "report_files",
+    "report_notes",
     "training_curve_inputs",
     "training_curves_caption",
 ]

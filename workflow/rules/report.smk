@@ -125,3 +125,19 @@ rule render_training_curves:
         code=script_code("render_training_curves"),
     script:
         "../scripts/render_training_curves.py"
+
+
+# Only for an experiment that sets a split role to null (plan.absent_roles): which of its
+# report's tables and figures are left out for lack of that split.
+rule render_notes:
+    output:
+        render.NOTES,
+    log:
+        "logs/experiments/{experiment}/notes.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    params:
+        notes=lambda w: render.report_notes(config, w.experiment),
+    script:
+        "../scripts/render_notes.py"

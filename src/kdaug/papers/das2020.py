@@ -438,6 +438,7 @@ FIGURE_SPECS = {
             "augmentation (error bars: one std over seeds).",
             plot_ece,
             "metrics",
+            "human_or_test",
         ),
         FigureSpec(
             "figure8_masked_confusion",
@@ -477,6 +478,16 @@ def split_roles(report: Report) -> set[str]:
     return roles
 
 
+def file_roles(name: str) -> frozenset[str]:
+    """The split roles table or figure ``name`` reads: drawn when the experiment has one
+    of them (Table 6 without CINIC-10 shows the test columns), else left out (Table 1,
+    Figures 3 and 6 without CIFAR-10H; never drawn from another split instead)."""
+    if name in DAS_TABLES:
+        return frozenset(DAS_TABLES[name].split_roles)
+    role = FIGURE_SPECS[name].split_role
+    return frozenset({"human", "test"} if role == "human_or_test" else {role})
+
+
 def figure_sources(exp: Mapping[str, Any], figure: str, selection: str) -> list[str]:
     """The outputs files figure ``figure`` reads, in the order :func:`render` takes them."""
     return list(figure_files(exp, FIGURE_SPECS[figure], selection).values())
@@ -511,6 +522,7 @@ register_paper(
         figures={name: spec.caption for name, spec in FIGURE_SPECS.items()},
         figure_sources=figure_sources,
         split_roles=split_roles,
+        file_roles=file_roles,
         claims_file="das2020.yaml",
     )
 )

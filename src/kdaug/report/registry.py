@@ -11,7 +11,7 @@ fourth paper is one new module under ``kdaug/papers/``.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,10 @@ def _test_split_only(report: Report) -> set[str]:
     return {"test"}
 
 
+def _reads_test(name: str) -> frozenset[str]:
+    return frozenset({"test"})
+
+
 @dataclass(frozen=True)
 class Paper:
     """One paper's renderer: every table and figure it can draw, with what each shows."""
@@ -63,6 +67,10 @@ class Paper:
     figures: Mapping[str, str] = field(default_factory=dict)  # figure name -> caption
     figure_sources: FigureSources = _no_sources
     split_roles: Callable[[Report], set[str]] = _test_split_only
+    # file_roles(name): the split roles one table or figure reads. It is drawn when the
+    # experiment has at least one of them (and shows only those), else left out: an
+    # experiment without CINIC-10 or CIFAR-10H sets that role to null (plan.absent_roles).
+    file_roles: Callable[[str], frozenset[str]] = _reads_test
     claims_file: str | None = None  # YAML of the paper's claims (kdaug/papers/claims/)
 
     def __post_init__(self) -> None:
@@ -72,6 +80,11 @@ class Paper:
 
     def caption(self, name: str) -> str | None:
         return self.tables.get(name) or self.figures.get(name) or None
+
+    def left_out(self, report: Report, roles: Collection[str]) -> list[str]:
+        """The report's tables and figures that read none of the split ``roles`` an
+        experiment has (they are not drawn, rather than drawn from another split)."""
+        return [n for n in (*report.tables, *report.figures) if not self.file_roles(n) & set(roles)]
 
 
 PAPERS: Registry[Paper] = Registry("paper")
@@ -104,14 +117,21 @@ TABLE_FORMATS = ("csv", "md", "tex")
 # and its data, for all selections: the histories hold every epoch).
 TRAINING_CURVES_FIGURE = "figure_training_curves.png"
 TRAINING_CURVES_CSV = "training_curves.csv"
+# Where an experiment lacks a split role its report reads: which files were left out, why.
+NOTES_FILE = "notes.md"
 
 
-def report_files(report: Report, selections: Sequence[str]) -> list[str]:
-    """Files (relative to the experiment directory) that rendering a report produces."""
+def report_files(
+    report: Report, selections: Sequence[str], left_out: Collection[str] = ()
+) -> list[str]:
+    """Files (relative to the experiment directory) that rendering a report produces;
+    ``left_out`` names tables and figures not drawn (see :data:`NOTES_FILE`)."""
     files = [TRAINING_CURVES_FIGURE, TRAINING_CURVES_CSV]
+    tables = [t for t in report.tables if t not in left_out]
+    figures = [f for f in report.figures if f not in left_out]
     for selection in selections:
-        files += [f"{selection}/{t}.{ext}" for t in report.tables for ext in TABLE_FORMATS]
-        files += [f"{selection}/{f}.png" for f in report.figures]
+        files += [f"{selection}/{t}.{ext}" for t in tables for ext in TABLE_FORMATS]
+        files += [f"{selection}/{f}.png" for f in figures]
         if report.claims:
             files += [f"{selection}/{CLAIMS_FILE}.{ext}" for ext in ("csv", "md")]
     return files

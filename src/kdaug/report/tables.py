@@ -409,8 +409,15 @@ def build_table(
 
     The cells are laid out in display order (one record per table cell: its keys, its
     column, what it shows and the paper's value), joined with the summaries over seeds
-    and pivoted to the table's shape."""
+    and pivoted to the table's shape. Split roles the experiment lacks (set to null:
+    :func:`kdaug.plan.absent_roles`) are left out, and the caption says so; the columns
+    and paper keys of the others stay as with every role."""
     import pandas as pd
+
+    roles = [r for r in spec.split_roles if results.cfg["eval_splits"].get(r) is not None]
+    if not roles:
+        raise ValueError(f"{spec.name} reads the split roles {list(spec.split_roles)}; "
+                         "the experiment has none of them")  # fmt: skip
 
     lookup = paper_lookup(paper, [spec.paper_table] if spec.paper_table else [])
     row_label = spec.rows.replace("_aug", " augmentation")
@@ -420,7 +427,7 @@ def build_table(
     layout = []
     for row in results.row_values(spec.rows):
         for model in models:
-            for role in spec.split_roles:
+            for role in roles:
                 split = results.split(role)
                 for metric in spec.metrics:
                     role_suffix = f" ({role})" if len(spec.split_roles) > 1 else ""
@@ -431,7 +438,7 @@ def build_table(
                         "decimals": decimals,
                         "column": f"{model} {metric}{role_suffix}" if wide else metric,
                     })  # fmt: skip
-    splits = [results.split(r) for r in spec.split_roles]
+    splits = [results.split(r) for r in roles]
     summaries = results.summaries(selection, spec.rows, models, splits, spec.metrics)
     cells = pd.DataFrame(layout).merge(
         summaries, on=["row", "model", "split", "metric"], how="left"
@@ -450,9 +457,16 @@ def build_table(
     frame = _typed(frame.reindex(index=rows_in_order, columns=order))
     split_names = ", ".join(f"`{s}`" for s in splits)
     source = f" Paper values: {paper}, {spec.paper_table}." if paper and spec.paper_table else ""
+    lacking = [r for r in spec.split_roles if r not in roles]
+    note = (
+        f" Left out: the {', '.join(lacking)} split role(s), which this experiment does not "
+        "evaluate (eval_splits set to null)."
+        if lacking
+        else ""
+    )
     caption = (
         f"**{spec.name}** ({selection} weights; splits {split_names}). {spec.caption} "
-        f"Cells: mean ± std [95% t-interval] over seeds.{source}"
+        f"Cells: mean ± std [95% t-interval] over seeds.{source}{note}"
     )
     # A long table's rows are ranked per model and split (its augmentation rows compete).
     return Table.from_frame(caption, frame, rank_within=tuple(keys[1:]))
