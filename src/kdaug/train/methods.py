@@ -160,7 +160,9 @@ class FeatureMethod(nn.Module):
         kl = distillation_kl(logits, teacher_logits, self.temperature)
         return self.alpha * self.temperature**2 * kl
 
-    def term(self, s: list[torch.Tensor], t: list[torch.Tensor], index: torch.Tensor | None):
+    def term(
+        self, s: list[torch.Tensor], t: list[torch.Tensor], index: torch.Tensor | None
+    ) -> torch.Tensor:
         raise NotImplementedError  # pragma: no cover - abstract
 
     # -- helpers for subclasses -----------------------------------------------------------
@@ -249,7 +251,9 @@ class FitNet(FeatureMethod):
                              "both networks")  # fmt: skip
         return super().pairs()
 
-    def term(self, s, t, index):
+    def term(
+        self, s: list[torch.Tensor], t: list[torch.Tensor], index: torch.Tensor | None
+    ) -> torch.Tensor:
         return F.mse_loss(self.regressor(s[0]), t[0])
 
 
@@ -271,7 +275,9 @@ class AttentionTransfer(FeatureMethod):
         self.p = int(p)
         self.pairs()
 
-    def term(self, s, t, index):
+    def term(
+        self, s: list[torch.Tensor], t: list[torch.Tensor], index: torch.Tensor | None
+    ) -> torch.Tensor:
         total = s[0].new_zeros(())
         for fs, ft in zip(s, t, strict=True):
             fs, ft = pool_to_match(fs, ft)
@@ -290,7 +296,9 @@ class SimilarityPreserving(FeatureMethod):
         super().__init__(probe, **weights)
         self.pairs()
 
-    def term(self, s, t, index):
+    def term(
+        self, s: list[torch.Tensor], t: list[torch.Tensor], index: torch.Tensor | None
+    ) -> torch.Tensor:
         def gram(f: torch.Tensor) -> torch.Tensor:
             f = f.flatten(1)
             return F.normalize(f @ f.t())
@@ -311,7 +319,9 @@ class CorrelationCongruence(FeatureMethod):
         self.embed_s = nn.Linear(s[0], feat_dim)
         self.embed_t = nn.Linear(t[0], feat_dim)
 
-    def term(self, s, t, index):
+    def term(
+        self, s: list[torch.Tensor], t: list[torch.Tensor], index: torch.Tensor | None
+    ) -> torch.Tensor:
         delta = (self.embed_s(s[0]) - self.embed_t(t[0])).abs()
         return (delta[:-1] * delta[1:]).sum(1).mean()
 
@@ -350,7 +360,9 @@ class VariationalInformation(FeatureMethod):
         super().__init__(probe, **weights)
         self.heads = nn.ModuleList(VIDHead(s[0], t[0]) for s, t in self.pairs())
 
-    def term(self, s, t, index):
+    def term(
+        self, s: list[torch.Tensor], t: list[torch.Tensor], index: torch.Tensor | None
+    ) -> torch.Tensor:
         return sum(h(fs, ft) for h, fs, ft in zip(self.heads, s, t, strict=True))
 
 
@@ -379,7 +391,9 @@ class RelationalKD(FeatureMethod):
         self.w_d, self.w_a = float(w_d), float(w_a)
         self.pairs()
 
-    def term(self, s, t, index):
+    def term(
+        self, s: list[torch.Tensor], t: list[torch.Tensor], index: torch.Tensor | None
+    ) -> torch.Tensor:
         def normalised(d: torch.Tensor) -> torch.Tensor:
             return d / d[d > 0].mean()
 
@@ -402,7 +416,9 @@ class ProbabilisticKT(FeatureMethod):
         super().__init__(probe, **weights)
         self.pairs()
 
-    def term(self, s, t, index):
+    def term(
+        self, s: list[torch.Tensor], t: list[torch.Tensor], index: torch.Tensor | None
+    ) -> torch.Tensor:
         def conditional(e: torch.Tensor) -> torch.Tensor:
             e = e / (e.norm(dim=1, keepdim=True) + self.eps)
             sim = (e @ e.t() + 1.0) / 2.0
@@ -473,11 +489,15 @@ class ActivationBoundary(FeatureMethod):
             total = total + w * boundary_loss(connect(fs).float(), ft.float(), self.margin)
         return total / s[0].shape[0] / 1000 * 3
 
-    def term(self, s, t, index):
+    def term(
+        self, s: list[torch.Tensor], t: list[torch.Tensor], index: torch.Tensor | None
+    ) -> torch.Tensor:
         return s[0].new_zeros(())
 
 
-def leaky_convs(channels: Sequence[int], transpose: bool = False, bn: bool = False):
+def leaky_convs(
+    channels: Sequence[int], transpose: bool = False, bn: bool = False
+) -> nn.Sequential:
     """3x3 (transposed) convs between consecutive ``channels``, each followed by (BN and)
     LeakyReLU(0.1): the paraphraser's and translator's layers."""
     conv = nn.ConvTranspose2d if transpose else nn.Conv2d
@@ -523,7 +543,9 @@ class FactorTransfer(FeatureMethod):
         rebuilt = self.paraphraser["decoder"](self.paraphraser["encoder"](t))
         return F.mse_loss(rebuilt, t)
 
-    def term(self, s, t, index):
+    def term(
+        self, s: list[torch.Tensor], t: list[torch.Tensor], index: torch.Tensor | None
+    ) -> torch.Tensor:
         with torch.no_grad():
             factor_t = self.paraphraser["encoder"](t[0])
         fs, ft = pool_to_match(self.translator(s[0]), factor_t)
@@ -542,7 +564,9 @@ class NeuronSelectivity(FeatureMethod):
         super().__init__(probe, **weights)
         self.pairs()
 
-    def term(self, s, t, index):
+    def term(
+        self, s: list[torch.Tensor], t: list[torch.Tensor], index: torch.Tensor | None
+    ) -> torch.Tensor:
         def kernel_mean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
             return torch.bmm(b, a.transpose(1, 2)).pow(2).mean()
 
@@ -568,7 +592,9 @@ class InterChannelCorrelation(FeatureMethod):
         ((s, t),) = self.pairs()
         self.embed = nn.Sequential(nn.Conv2d(s[0], t[0], 1, bias=False), nn.BatchNorm2d(t[0]))
 
-    def term(self, s, t, index):
+    def term(
+        self, s: list[torch.Tensor], t: list[torch.Tensor], index: torch.Tensor | None
+    ) -> torch.Tensor:
         def correlation(f: torch.Tensor) -> torch.Tensor:
             f = f.flatten(2)
             return F.normalize(torch.bmm(f, f.transpose(1, 2)), dim=2)
@@ -695,7 +721,9 @@ class ContrastiveRepresentation(FeatureMethod):
         self.memory = ContrastMemory(feat_dim, probe.n_data, nce_k, nce_t, nce_m)
         self.sampler = NegativeSampler(labels) if labels is not None else None
 
-    def term(self, s, t, index):
+    def term(
+        self, s: list[torch.Tensor], t: list[torch.Tensor], index: torch.Tensor | None
+    ) -> torch.Tensor:
         if index is None or self.sampler is None:
             raise ValueError("CRD needs the batch's row indices and the split's labels")
         v_s = F.normalize(self.embed_s(s[0]), dim=1)
