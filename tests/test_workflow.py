@@ -77,13 +77,14 @@ def test_paper_grid_dry_run_shows_the_full_plan_offline(wd: Path) -> None:
 
 def test_wang_grid_dry_run(wd: Path) -> None:
     """Wang et al.'s CIFAR-100 cells: 5 teachers; the DA grid's 9 teacher/student column
-    pairs x 9 schemes, Table 1's 7 pairs x 6 rows (2 rows shared with the DA grid), the
-    epochs sweep's 10 KD/CE methods x 4 augmentations (3 cells shared with Table 1)."""
+    pairs x 9 schemes, Table 1's 7 pairs x 9 rows (6 KD rows, 2 of them shared with the DA
+    grid, and 3 CRD rows), the epochs sweep's 10 KD/CE methods x 4 augmentations (3 cells
+    shared with Table 1)."""
     run = "run=[wang2022_cifar100_da,wang2022_cifar100_accuracy,wang2022_cifar100_epochs]"
     out = snakemake(wd, "-n", "--cores", "4", "--resources", "gpu=1", "--config", run).stdout
     counts = job_counts(out)
     assert counts["train_teacher"] == 3 * 5
-    assert counts["distill_student"] == 3 * (9 * 9 + 7 * (6 - 2) + (10 * 4 - 3))
+    assert counts["distill_student"] == 3 * (9 * 9 + 7 * (9 - 2) + (10 * 4 - 3))
     assert counts["teacher_stats"] == 3 * 9 * 9  # one per student of the DA grid
     assert counts["download_archive"] == 1
     assert counts["prepare_split"] == 3  # cifar100 train/val/test
@@ -93,7 +94,8 @@ def test_choi_grid_dry_run(wd: Path) -> None:
     """Choi et al.'s CIFAR-100 cells per seed (shared cells counted once): teachers 5 x
     {plain, mixup} + wrn_40_2 + resnet32x4, vgg13, ResNet50; students: 20 scenario cells,
     25 x 2 temperature cells less the 5 shared with the scenarios, 26 partial-mixup cells,
-    13 pairs x 5 Table 1 rows less 4 shared, 5 robustness rows less the 2 in Table 1."""
+    13 pairs x 17 Table 1 rows (KD, the CRD benchmark's 12 other methods, 4 of ours) less 4
+    shared, 9 robustness rows less the 4 in Table 1 (KD, ICKD, CRD, ours)."""
     run = (
         "run=[choi2023_scenarios,choi2023_temperature,choi2023_partial_mixup,"
         "choi2023_rescaled,choi2023_robustness]"
@@ -101,8 +103,8 @@ def test_choi_grid_dry_run(wd: Path) -> None:
     out = snakemake(wd, "-n", "--cores", "4", "--resources", "gpu=1", "--config", run).stdout
     counts = job_counts(out)
     assert counts["train_teacher"] == 3 * (10 + 1 + 3)
-    assert counts["distill_student"] == 3 * (20 + (50 - 5) + 26 + (65 - 4) + (5 - 2))
-    assert counts["attack_model"] == 3 * (1 + 5)
+    assert counts["distill_student"] == 3 * (20 + (50 - 5) + 26 + (13 * 17 - 4) + (9 - 4))
+    assert counts["attack_model"] == 3 * (1 + 9)
 
 
 def test_wang_on_fashion_mnist_dry_run(wd: Path) -> None:
@@ -119,8 +121,9 @@ def test_demo_dry_run(wd: Path) -> None:
     # ResNet18 per augmentation + the AlexNet trio; Wang's resnet20; Choi's mixup resnet20
     assert counts["train_teacher"] == 5 + 3 + 1 + 1
     # Das: 10 + 4 + 4 + 3; Wang: 9 schemes, 4 more Table 1 rows, 6 more epochs-sweep cells;
-    # Choi: 3 new scenario students, 1 at T = 1, 4 rescaled-KD mixup variants
-    assert counts["distill_student"] == 10 + 4 + 4 + 3 + 9 + 4 + 6 + 3 + 1 + 4
+    # Choi: 3 new scenario students, 1 at T = 1, 4 rescaled-KD mixup variants; the KD
+    # method zoo: CRD+KD with CutMixPick (Wang), FitNet, AT, CRD, ICKD, FT, CRD + mixup
+    assert counts["distill_student"] == 10 + 4 + 4 + 3 + 9 + 4 + 6 + 3 + 1 + 4 + 1 + 6
     assert counts["teacher_stats"] == 9
     assert counts["attack_model"] == 1 + 3  # the robustness teacher and its 3 students
     assert "download_archive" not in counts
