@@ -829,6 +829,14 @@ def experiment_view(config: Mapping[str, Any], experiment: str) -> dict[str, Any
     exp["absent_roles"] = absent_roles(config["experiments"][experiment])
     # How its models were trained, for captions that say which reading a table used.
     exp["protocol"] = experiment_protocol(config, experiment)
+    # What the training code runs, for figures that show it (Das et al.'s Figure 2): the
+    # training split, its normalisation, and each teacher augmentation's cell spec entry.
+    dataset = exp["dataset"]
+    exp["train_split"] = TRAIN_SPLIT.format(dataset=dataset)
+    exp["normalization"] = dict(config["datasets"][dataset]["normalization"])
+    exp["augmentation_specs"] = {
+        aug: _augmentation(config, aug, dataset) for aug in exp["teachers"]["augmentations"]
+    }
     return exp
 
 

@@ -129,8 +129,8 @@ class FigureSpec:
     name: str
     caption: str
     plot: Plot
-    reads: str  # "metrics" or "outputs"
-    split_role: str = "test"
+    reads: str  # "metrics", "outputs" or "train_split" (the images, before training)
+    split_role: str | None = "test"  # None: reads no evaluation split
     models: str = "all"  # all | teacher
 
 
@@ -140,7 +140,8 @@ class FigureInputs:
 
     exp: Mapping[str, Any]
     metrics_csv: str | None
-    outputs: Mapping[tuple[str, str], str]  # (row, model) -> outputs .npz
+    # (row, model) -> outputs .npz; or TRAIN_SPLIT_KEY -> the canonical train split
+    outputs: Mapping[tuple[str, str], str]
 
     @property
     def results(self) -> Results:
@@ -167,10 +168,17 @@ def model_cell(exp: Mapping[str, Any], seed: int, row: str, model: str) -> Cell:
     return Cell(exp["dataset"], seed, tarch, taug, kd, model, saug)
 
 
+# The key of the training split among a figure's files (Figure 2 reads its images).
+TRAIN_SPLIT_KEY = ("train", "split")
+
+
 def figure_files(
     exp: Mapping[str, Any], spec: FigureSpec, selection: str
 ) -> dict[tuple[str, str], str]:
-    """(row, model) -> the outputs file a figure reads (first seed, one split)."""
+    """(row, model) -> the outputs file a figure reads (first seed, one split); for
+    Figure 2, the experiment's training split (``train_split`` of its view)."""
+    if spec.reads == "train_split":
+        return {TRAIN_SPLIT_KEY: exp["train_split"]}
     if spec.reads != "outputs":
         return {}
     role = human_or_test(exp) if spec.split_role == "human_or_test" else spec.split_role
@@ -221,6 +229,127 @@ def plot_teacher_vs_student(inputs: FigureInputs, selection: str, path: Path) ->
 
 def plot_ece(inputs: FigureInputs, selection: str, path: Path) -> None:
     _bars(inputs, selection, path, "ece", human_or_test(inputs.exp))
+
+
+# --------------------------------------------------------------------------- images
+
+# Figure 2: how many training images (rows, from distinct classes), the batch they are
+# augmented in (Mixup's and CutMix's partners come from it), and how many seeds to try
+# for a draw that changes the batch (CutMix at prob 0.5 leaves half the batches alone).
+EXAMPLE_IMAGES = 3
+EXAMPLE_BATCH = 16
+EXAMPLE_REDRAWS = 64
+
+
+def example_rows(labels: np.ndarray, n: int, batch: int, seed: int = 0) -> np.ndarray:
+    """Row indices of a batch of ``batch`` training images whose first ``n`` (at most one
+    per class) are the ones shown; fixed by ``seed``."""
+    rng = np.random.default_rng(seed)
+    classes = rng.permutation(np.unique(labels))[:n]
+    shown = [int(rng.choice(np.flatnonzero(labels == c))) for c in classes]
+    others = rng.permutation(np.setdiff1d(np.arange(len(labels)), shown))
+    return np.concatenate([shown, others[: max(batch - len(shown), 0)]]).astype(np.int64)
+
+
+def augmented_examples(
+    spec: Mapping[str, Any], pixels: np.ndarray, labels: np.ndarray, num_classes: int,
+    normalization: Mapping[str, Sequence[float]],
+) -> tuple[np.ndarray, np.ndarray, int]:  # fmt: skip
+    """``pixels`` (floats in [0, 1], a batch) under augmentation ``spec`` as the training
+    engine applies it, mapped back to [0, 1] from the normalised space the network sees
+    (so Cutout's hole, zero after normalisation, shows the dataset's mean colour), with
+    the targets (Mixup and CutMix mix them) and the seed of the draw shown: the first of
+    0, 1, ... where every op changes the batch (CutMix at prob 0.5 skips half the batches:
+    a figure of a skipped draw would show the crop under it and call it CutMix)."""
+    import dataclasses
+
+    import torch
+
+    from kdaug.train.augment import Augmentation, Op, augmentation_from_spec
+
+    changed: list[bool] = []
+
+    def watched(op: Op) -> Op:
+        def apply(v: torch.Tensor, t: torch.Tensor, rng: np.random.Generator) -> Any:
+            out = op(v, t, rng)
+            changed.append(not (torch.equal(out[0], v) and torch.equal(out[1], t)))
+            return out
+
+        return dataclasses.replace(op, apply=apply)
+
+    built = augmentation_from_spec(spec)
+    if not isinstance(built, Augmentation):
+        raise ValueError(f"{spec['name']}: Figure 2 shows a teacher's augmentation, not x'")
+    augmentation = Augmentation(built.name, tuple(watched(op) for op in built.ops))
+    mean = torch.tensor(normalization["mean"], dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(normalization["std"], dtype=torch.float32).view(1, -1, 1, 1)
+
+    def normalize(v: torch.Tensor) -> torch.Tensor:
+        return (v - mean) / std
+
+    x = torch.from_numpy(pixels).float()
+    y = torch.nn.functional.one_hot(torch.from_numpy(labels), num_classes).float()
+    for seed in range(EXAMPLE_REDRAWS):
+        changed.clear()
+        out, targets = augmentation(x.clone(), y.clone(), np.random.default_rng(seed), normalize)
+        if all(changed):
+            break
+    return (out * std + mean).numpy(), targets.numpy(), seed
+
+
+def target_text(target: np.ndarray, names: Sequence[str]) -> str:
+    """A training target in words: its class, or the two classes it mixes with their
+    weights (``cat 0.62 + dog 0.38``)."""
+    order = np.argsort(target)[::-1]
+    if target[order[0]] > 0.995:
+        return names[order[0]]
+    return " + ".join(f"{names[i]} {target[i]:.2f}" for i in order[:2] if target[i] > 0.005)
+
+
+def plot_augmentations(inputs: FigureInputs, selection: str, path: Path) -> None:
+    """Figure 2: a few training images (rows) under each teacher augmentation (columns),
+    drawn by the training code from the experiment's own augmentation entries, with the
+    training target under each image."""
+    import textwrap
+
+    from kdaug.data.canonical import load_split
+
+    plt = plots.pyplot()
+    exp = inputs.exp
+    split = load_split(inputs.outputs[TRAIN_SPLIT_KEY])
+    n = int(exp.get("figures", {}).get("augmentation_examples", EXAMPLE_IMAGES))
+    rows = example_rows(split.labels, n, EXAMPLE_BATCH)
+    n = min(n, len(np.unique(split.labels)))
+    pixels = split.images[rows].astype(np.float32) / 255.0
+    labels = split.labels[rows]
+    names = list(split.class_names)
+    augs = list(exp["teachers"]["augmentations"])
+    columns = {"original": (pixels, np.eye(split.num_classes)[labels], None)}
+    for aug in augs:
+        spec = exp["augmentation_specs"][aug]
+        if spec["steps"] or spec.get("append"):
+            columns[aug] = augmented_examples(
+                spec, pixels, labels, split.num_classes, exp["normalization"]
+            )
+    fig, axes = plt.subplots(
+        n, len(columns), figsize=(1.45 * len(columns), 1.55 * n + 0.9), squeeze=False
+    )
+    for j, (name, (images, targets, _)) in enumerate(columns.items()):
+        how = exp.get("protocol", {}).get(name, "no augmentation" if name == "original" else "")
+        title = name if name != "original" else "original" + (" (none)" if "none" in augs else "")
+        axes[0][j].set_title(
+            title + "\n" + "\n".join(textwrap.wrap(how, 26)), fontsize=7, loc="center"
+        )
+        for i in range(n):
+            plots.image(axes[i][j], images[i])
+            axes[i][j].set_xlabel(target_text(targets[i], names), fontsize=6)
+    fig.suptitle(
+        f"Training images of {exp['dataset']} under each teacher augmentation, as the "
+        "network sees them (target below)",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    plots.save(fig, path)
 
 
 # --------------------------------------------------------------------------- heat maps
@@ -401,6 +530,18 @@ FIGURE_SPECS = {
             "metrics",
         ),
         FigureSpec(
+            "figure2_augmentations",
+            "Figure 2 analogue: training images of the split (rows, distinct classes, fixed "
+            "seed) under each teacher augmentation (columns), applied by the training code "
+            "to a batch of 16 as the teacher's training applies it and mapped back from the "
+            "normalised inputs (a Cutout hole shows the mean colour); under each image its "
+            "training target (Mixup and CutMix mix two classes). An augmentation applied "
+            "with a probability is shown at the first seed whose draw applies it.",
+            plot_augmentations,
+            "train_split",
+            None,
+        ),
+        FigureSpec(
             "figure3_human_confidence",
             "Figure 3 analogue: average human label distribution per true class, diagonal masked.",
             plot_human_confidence,
@@ -473,7 +614,7 @@ def split_roles(report: Report) -> set[str]:
     roles = {r for t in report.tables for r in DAS_TABLES[t].split_roles}
     for name in report.figures:
         role = FIGURE_SPECS[name].split_role
-        if role != "human_or_test":
+        if role not in ("human_or_test", None):
             roles.add(role)
     return roles
 
@@ -485,6 +626,8 @@ def file_roles(name: str) -> frozenset[str]:
     if name in DAS_TABLES:
         return frozenset(DAS_TABLES[name].split_roles)
     role = FIGURE_SPECS[name].split_role
+    if role is None:  # reads no evaluation split: drawn whenever the report is
+        return frozenset({"test"})
     return frozenset({"human", "test"} if role == "human_or_test" else {role})
 
 
@@ -541,6 +684,7 @@ register_report(
         ),
         (
             "figure1_teacher_vs_student",
+            "figure2_augmentations",
             "figure3_human_confidence",
             "figure4_tsne",
             "figure5_reliability",
@@ -572,14 +716,12 @@ register_report(
         "teacher's augmentation (Das et al. 2020, Table 7).",
     ),
 )
-# The paper states no claim about this ablation beyond its table.
 register_report(
     "das2020_same_augmentation",
     Report(
         PAPER,
         ("table8_same_augmentation",),
-        claims=False,
-        claim="Teacher and student sharing one augmentation (Das et al. 2020, Table 8): no "
-        "claim beyond the table.",
+        claim="A LeNet student trained with its teacher's augmentation is still worse than "
+        "the baseline pair trained without any (Das et al. 2020, Sec. 4.4.2, Table 8).",
     ),
 )

@@ -153,3 +153,16 @@ def class_scatter(
     ax.set_xticks([])
     ax.set_yticks([])
     return colours
+
+
+def image(ax: Any, pixels: np.ndarray) -> None:
+    """One image panel: ``pixels`` as ``(C, H, W)`` floats in [0, 1] (grey for one
+    channel), pixels drawn as squares (no smoothing: small images stay legible), no
+    ticks."""
+    pixels = np.clip(np.asarray(pixels, dtype=float), 0.0, 1.0)
+    if pixels.shape[0] == 1:
+        ax.imshow(pixels[0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    else:
+        ax.imshow(pixels.transpose(1, 2, 0), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
