@@ -734,11 +734,6 @@ class ContrastiveRepresentation(FeatureMethod):
 
 
 # -- building -------------------------------------------------------------------------------
-def is_feature_method(spec: Mapping[str, Any]) -> bool:
-    """Whether a ``kd_methods`` entry names a method of this zoo (it reads features)."""
-    return spec["loss"] in METHODS
-
-
 def method_params(spec: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k not in NOT_LOSS_PARAMS}
 
