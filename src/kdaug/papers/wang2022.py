@@ -67,6 +67,31 @@ STATISTICS = {
 }
 
 
+# Ops that make a scheme a sanity check rather than a method: Wang et al.'s "bad" DA
+# (appendix A.2) turns every x' into one constant image, which lowers T. stddev (the
+# teacher's output on x' never varies) without helping the student.
+SANITY_OPS = frozenset({"constant"})
+SANITY_LABEL = "sanity check: every x' one constant image"
+
+
+def sanity_checks(exp: Mapping[str, Any]) -> set[str]:
+    """The experiment's augmentations whose steps or appended copy use a
+    :data:`SANITY_OPS` op (from ``augmentation_specs`` of
+    :func:`kdaug.plan.experiment_view`; none where the view lacks them)."""
+    specs = exp.get("augmentation_specs", {})
+    return {
+        name
+        for name, spec in specs.items()
+        if any(step["op"] in SANITY_OPS for step in [*spec["steps"], *spec.get("append", [])])
+    }
+
+
+def row_label(exp: Mapping[str, Any], row: str, aug: str) -> str:
+    """A table's row name: ``row``, marked when its augmentation is a sanity check (so
+    that it is never read as a competing scheme)."""
+    return f"{row} ({SANITY_LABEL})" if aug in sanity_checks(exp) else row
+
+
 def paper_row(exp: Mapping[str, Any], row: str) -> str:
     """The paper's row key of our row (``experiments.*.paper_rows``, else the
     augmentation name without ``append_``)."""
@@ -187,7 +212,7 @@ def statistics_table(results: WangResults, selection: str, metric: str) -> Table
             for sarch in students_of(results.exp, tarch):
                 loss = results.student((tarch, sarch), kd, aug, "test_loss", selection)
                 cells.append(Cell(loss, *lookup(row, f"{tarch}__{sarch}__test_loss")))
-        rows.append(([aug], cells))
+        rows.append(([row_label(results.exp, aug, aug)], cells))
     caption = (
         f"**{label} and student test loss** ({selection} weights; {kd}). Teacher statistic "
         "of the KD training stream (x and its appended copy x'), student test loss (mean "
@@ -207,19 +232,24 @@ class Correlation:
     points: int
 
 
-def correlations(results: WangResults, selection: str) -> list[Correlation]:
-    """Pearson's r (and two-sided p) between a teacher statistic and the student's test
-    loss over the schemes, per pair; each point is a mean over seeds (Figure 4)."""
+def correlations(
+    results: WangResults, selection: str, target: str = "test_loss"
+) -> list[Correlation]:
+    """Pearson's r (and two-sided p) between a teacher statistic and the student's
+    ``target`` (test loss: Figure 4; accuracy: Figure 6) over the schemes, per pair; each
+    point is a mean over seeds. Sanity-check schemes (:func:`sanity_checks`) are left
+    out: they break the assumption the statistic rests on (appendix A.2)."""
     from scipy import stats
 
     kd = results.single_kd()
+    schemes = [a for a in results.augmentations if a not in sanity_checks(results.exp)]
     found = []
     for pair in results.pairs:
         for metric in STATISTICS:
             xs, ys = [], []
-            for aug in results.augmentations:
+            for aug in schemes:
                 x = results.student(pair, kd, aug, metric, selection).mean
-                y = results.student(pair, kd, aug, "test_loss", selection).mean
+                y = results.student(pair, kd, aug, target, selection).mean
                 if not (math.isnan(x) or math.isnan(y)):
                     xs.append(x)
                     ys.append(y)
@@ -253,6 +283,9 @@ def write_correlation_table(
         "correlation for T. stddev (Figure 4; its r and p values are not in the text) and "
         "weaker agreement for v-bar and r-bar (appendix A.2)."
     )
+    left_out = sorted(sanity_checks(results.exp) & set(results.augmentations))
+    if left_out:
+        caption += f" Not among the points: {', '.join(left_out)} ({SANITY_LABEL})."
     keys, header = ["teacher", "student"], [f"{STATISTICS[m][2]} r (p)" for m in STATISTICS]
 
     def wide(text: Callable[[Any], str]) -> pd.DataFrame:
@@ -288,7 +321,7 @@ def write_correlation_table(
 
 def accuracy_table(
     results: WangResults, selection: str, lookup: PaperLookup | None = None,
-    source: str = "Wang et al. 2022 Tables 1-2; CRD rows not reproduced",
+    source: str = "Wang et al. 2022 Tables 1-2 (CRD rows as CRD+KD, the numbers the paper prints)",
 ) -> Table:  # fmt: skip
     """Tables 1-2: test accuracy in percent per row and teacher/student pair; published
     values from ``lookup`` (default: Wang et al.'s tables for the dataset)."""
@@ -307,7 +340,7 @@ def accuracy_table(
         for pair in results.pairs:
             acc = _scaled(results.student(pair, kd, aug, "accuracy", selection), 100.0)
             cells.append(Cell(acc, *lookup(paper_row(results.exp, label), "__".join(pair))))
-        rows.append(([label], cells))
+        rows.append(([row_label(results.exp, label, aug)], cells))
     caption = (
         f"**Student test accuracy (%)** ({selection} weights), per KD method/augmentation "
         f"row and teacher/student pair ({source}). Cells: mean ± std [95% t-interval] "
@@ -317,11 +350,31 @@ def accuracy_table(
     return Table(caption, ["row"], header, rows, metric="accuracy", unranked_rows=("teacher",))
 
 
-def plot_scatter(results: WangResults, selection: str, path: str | os.PathLike[str]) -> None:
-    """Figure 4: T. stddev vs student test loss per pair, one point per scheme."""
+# What Figures 4 and 6 plot against T. stddev: (label, display scale, the paper's figure,
+# short name in a panel's r).
+SCATTER_TARGETS = {
+    "test_loss": ("student test loss", 1.0, "Fig. 4", "loss"),
+    "accuracy": ("student test accuracy (%)", 100.0, "Fig. 6", "acc"),
+}
+
+
+def _r_text(c: Correlation, what: str) -> str:
+    return f"r({what}) = n/a" if math.isnan(c.r) else f"r({what}) = {c.r:+.2f}, p = {c.p:.2g}"
+
+
+def plot_tstddev_scatter(
+    results: WangResults, selection: str, path: str | os.PathLike[str], target: str
+) -> None:
+    """T. stddev vs the student's ``target`` per pair, one point per scheme (error bars:
+    one std over seeds): Figure 4 (test loss) or Figure 6 (test accuracy, whose panels
+    also give r for the loss, the contrast the paper's appendix draws). A sanity-check
+    scheme is drawn as a black cross and left out of r."""
     plt = plots.pyplot()
     kd = results.single_kd()
-    r_of = {(c.pair, c.statistic): c for c in correlations(results, selection)}
+    ylabel, scale, figure, _ = SCATTER_TARGETS[target]
+    shown = {t: {(c.pair, c.statistic): c for c in correlations(results, selection, t)}
+             for t in dict.fromkeys([target, "test_loss"])}  # fmt: skip
+    sanity = sanity_checks(results.exp)
     pairs = results.pairs
     cols = min(len(pairs), 3)
     rows = math.ceil(len(pairs) / cols)
@@ -331,27 +384,46 @@ def plot_scatter(results: WangResults, selection: str, path: str | os.PathLike[s
     for ax, pair in zip(axes.flat, pairs, strict=False):
         for i, aug in enumerate(results.augmentations):
             x = _scaled(results.student(pair, kd, aug, "t_stddev", selection), 1e3)
-            y = results.student(pair, kd, aug, "test_loss", selection)
+            y = _scaled(results.student(pair, kd, aug, target, selection), scale)
             if x.empty or y.empty:
                 continue
             xerr = None if math.isnan(x.std) else x.std
             yerr = None if math.isnan(y.std) else y.std
-            ax.errorbar(x.mean, y.mean, xerr=xerr, yerr=yerr, fmt="o", color=colours[i],
-                        label=paper_row(results.exp, aug), capsize=2)  # fmt: skip
-        c = r_of[(pair, "t_stddev")]
-        stat = "r = n/a" if math.isnan(c.r) else f"r = {c.r:+.2f}, p = {c.p:.2g}"
-        ax.set_title(f"{pair[0]} → {pair[1]}\n{stat} (n={c.points})", fontsize=10)
+            label = paper_row(results.exp, aug)
+            style = {"fmt": "o", "color": colours[i], "label": label}
+            if aug in sanity:
+                style = {"fmt": "X", "color": "black", "markersize": 8,
+                         "label": f"{label} ({SANITY_LABEL}; not in r)"}  # fmt: skip
+            ax.errorbar(x.mean, y.mean, xerr=xerr, yerr=yerr, capsize=2, **style)
+        stats = [_r_text(shown[t][(pair, "t_stddev")], SCATTER_TARGETS[t][3]) for t in shown]
+        n = shown[target][(pair, "t_stddev")].points
+        ax.set_title(f"{pair[0]} → {pair[1]} (n={n})\n" + "\n".join(stats), fontsize=9)
         ax.set_xlabel("T. stddev (x1e-3)")
-        ax.set_ylabel("student test loss")
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(pairs) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=8,
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8,
                bbox_to_anchor=(0.5, 0.0), title="appended augmentation")  # fmt: skip
-    fig.suptitle(f"T. stddev vs student test loss ({selection} weights; Wang et al. Fig. 4)")
-    fig.tight_layout(rect=(0, 1.0 / fig.get_figheight(), 1, 1))  # 1 inch for the legend
+    fig.suptitle(f"T. stddev vs {ylabel} ({selection} weights; Wang et al. {figure})")
+    legend_rows = math.ceil(len(labels) / 4)
+    bottom = (0.3 + 0.2 * legend_rows) / fig.get_figheight()  # room for the legend
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     plots.save(fig, path)
+
+
+def plot_scatter(results: WangResults, selection: str, path: str | os.PathLike[str]) -> None:
+    """Figure 4: T. stddev vs student test loss per pair, one point per scheme."""
+    plot_tstddev_scatter(results, selection, path, "test_loss")
+
+
+def plot_scatter_accuracy(
+    results: WangResults, selection: str, path: str | os.PathLike[str]
+) -> None:
+    """Figure 6: T. stddev vs student test accuracy per pair (the paper: no clear
+    correlation with accuracy, where the loss has a strong one)."""
+    plot_tstddev_scatter(results, selection, path, "accuracy")
 
 
 def plot_error_vs_epochs(
@@ -413,6 +485,7 @@ TABLES: dict[str, TableWriter] = {
 }
 FIGURES = {
     "figure4_tstddev_vs_loss": plot_scatter,
+    "figure6_tstddev_vs_accuracy": plot_scatter_accuracy,
     "figure2_error_vs_epochs": plot_error_vs_epochs,
 }
 
@@ -441,17 +514,17 @@ register_paper(
         render,
         tables={name: "" for name in TABLES},
         figures={name: "" for name in FIGURES},
+        claims_file="wang2022.yaml",
     )
 )
-# The DA-scheme grid (Tables 3-6, 9, 10, Figure 4) and the accuracy grid (Tables 1-2).
-# The paper's claims are read off these tables (no verdict file yet).
+# The DA-scheme grid (Tables 3-6, 9, 10, Figure 4) and the accuracy grid (Tables 1-2);
+# each checks its claims of papers/claims/wang2022.yaml per teacher/student pair.
 register_report(
     "wang2022_da",
     Report(
         PAPER,
         ("table_tstddev", "table_covariance", "table_correlation_coefficient", "table_pearson"),
-        ("figure4_tstddev_vs_loss",),
-        claims=False,
+        ("figure4_tstddev_vs_loss", "figure6_tstddev_vs_accuracy"),
         claim="A better augmentation for KD gives the teacher a lower T. stddev on the "
         "augmented stream, and T. stddev correlates positively with the student's test "
         "loss; CutMixPick lowers it further (Wang et al. 2022, Sec. 4, Tables 3-6, Fig. 4).",
@@ -462,7 +535,6 @@ register_report(
     Report(
         PAPER,
         ("table_accuracy",),
-        claims=False,
         claim="CutMix and CutMixPick appended during KD raise the student's accuracy, most "
         "with prolonged training (Wang et al. 2022, Tables 1-2).",
     ),
@@ -474,7 +546,6 @@ register_report(
         PAPER,
         ("table_accuracy",),
         ("figure2_error_vs_epochs",),
-        claims=False,
         claim="With augmentation, KD keeps improving with longer training while CE "
         "saturates (Wang et al. 2022, Fig. 2).",
     ),
