@@ -105,10 +105,15 @@ class ReportCaption:
     def found(self) -> str:
         parts = []
         if self.claims_csv and os.path.exists(self.claims_csv):
-            verdicts = _verdict_counts(self.claims_csv)
-            parts.append("claim verdicts on our data: " + ", ".join(
-                f"{n} {v}" for v, n in sorted(verdicts.items())
-            ))  # fmt: skip
+            claims, others = _verdict_counts(self.claims_csv)
+            for label, counts in (
+                ("claim verdicts on our data", claims),
+                ("table-only or qualified observations", others),
+            ):
+                if counts:
+                    parts.append(f"{label}: " + ", ".join(
+                        f"{n} {v}" for v, n in sorted(counts.items())
+                    ))  # fmt: skip
         if self.table_csv and os.path.exists(self.table_csv):
             parts.append(_paper_difference(self.table_csv))
         if self.curves_csv and os.path.exists(self.curves_csv):
@@ -118,14 +123,18 @@ class ReportCaption:
         return "; ".join(p for p in parts if p) or "see the values shown"
 
 
-def _verdict_counts(claims_csv: str) -> dict[str, int]:
+def _verdict_counts(claims_csv: str) -> tuple[dict[str, int], dict[str, int]]:
+    """Verdict counts of the paper's claims and, apart, of the table-only and qualified
+    observations (``kind`` other than ``text``; a file without the column has only claims)."""
     import csv
 
-    counts: dict[str, int] = {}
+    claims: dict[str, int] = {}
+    others: dict[str, int] = {}
     with open(claims_csv) as fh:
         for row in csv.DictReader(fh):
+            counts = claims if row.get("kind", "text") in ("", "text") else others
             counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
-    return counts
+    return claims, others
 
 
 def _paper_difference(table_csv: str) -> str:

@@ -16,7 +16,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-VERDICTS = {"holds", "reversed", "not significant", "untested (n=1)", "not in this experiment"}
+from kdaug.report.claims import is_verdict
+
+VERDICTS = ("holds", "reversed", "not significant", "untested (n=k)", "not in this experiment")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -33,8 +35,8 @@ def file_problem(path: Path) -> str | None:
         return "empty"
     if path.name == "claims.csv":
         verdicts = {r["verdict"] for r in _csv_rows(path)}
-        if not verdicts or not verdicts <= VERDICTS:
-            return f"verdicts {sorted(verdicts)} (expected some of {sorted(VERDICTS)})"
+        if not verdicts or not all(is_verdict(v) for v in verdicts):
+            return f"verdicts {sorted(verdicts)} (expected some of {', '.join(VERDICTS)})"
     elif path.suffix == ".csv" and path.name.startswith("table"):
         rows = _csv_rows(path)
         # table cells (`*_mean`), or Pearson's r of Wang's correlation table
