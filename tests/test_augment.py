@@ -31,7 +31,11 @@ def test_every_op_keeps_shape_dtype_and_target_mass(op: str) -> None:
     assert (targets >= 0).all()
 
 
-@pytest.mark.parametrize("op", OPS.names())
+# Ops that draw nothing: Wang et al.'s constant image (the "bad DA" sanity check).
+DRAWS_NOTHING = {"constant"}
+
+
+@pytest.mark.parametrize("op", sorted(set(OPS.names()) - DRAWS_NOTHING))
 def test_seeded_calls_repeat_and_seeds_differ(op: str) -> None:
     x, y = batch()
     kwargs = {"prob": 1.0} if op == "cutmix" else {}
@@ -189,3 +193,13 @@ def test_cutmix_without_self_pairs_never_pairs_an_image_with_itself() -> None:
     perms = [derangement(np.random.default_rng(s), 5) for s in range(100)]
     assert all(not np.any(p == np.arange(5)) for p in perms)
     assert all(sorted(p) == list(range(5)) for p in perms)
+
+
+def test_constant_makes_every_image_one_grey_image_and_keeps_the_targets() -> None:
+    x, y = batch()
+    rng = np.random.default_rng(0)
+    out, targets = OPS.get("constant")(value=0.25)(x, y, rng)
+    assert torch.equal(out, torch.full_like(x, 0.25)) and torch.equal(targets, y)
+    assert rng.random() == np.random.default_rng(0).random()  # drew nothing
+    with pytest.raises(ValueError, match="not a pixel value"):
+        OPS.get("constant")(value=2.0)

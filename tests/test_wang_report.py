@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from kdaug.io import write_long_csv
+from kdaug.io import read_long_csv, write_long_csv
 from kdaug.papers import wang2022 as wang
 
 AUGS = ["append_identity", "append_flip", "append_cutmix", "append_cutmixpick_t"]
@@ -171,3 +171,59 @@ def test_error_vs_epochs_figure_reads_the_resolved_epochs(tmp_path):
         got = {r["row"]: float(r["resnet56/resnet20_mean"]) for r in csv.DictReader(fh)}
     assert got["kd_b/standard"] == pytest.approx(100 * (0.5 + 0.24 + 0.05))
     assert len(got) == 1 + 8  # the teacher row and the 4 x 2 crossed students
+
+
+def _with_sanity_check(tmp_path):
+    """The synthetic grid plus Wang et al.'s constant-image scheme: the lowest T. stddev
+    of all and the worst student, the counterexample of their appendix A.2."""
+    path, means = _metrics_csv(tmp_path)
+    rows = [dict(r) for r in read_long_csv(path)]
+    for tarch, students in PAIRS.items():
+        cell = {"kd": "kd_t4", "sarch": students[0], "saug": "append_constant"}
+        stream = {"split": "train_stream", "selection": ""}
+        for seed in (0, 1):
+            rows.append(_row(seed, tarch, "t_stddev", 1e-3, **stream, **cell))
+            rows.append(_row(seed, tarch, "test_loss", 2.5 + 0.01 * seed, **cell))
+            rows.append(_row(seed, tarch, "accuracy", 0.3, **cell))
+    write_long_csv(path, rows)
+    specs = {a: {"name": a, "steps": [], "append": []} for a in AUGS}
+    specs["append_constant"] = {"name": "append_constant", "steps": [],
+                                "append": [{"op": "constant", "value": 0.5}]}  # fmt: skip
+    exp = _exp(augmentation_specs=specs)
+    exp["students"] = {**exp["students"], "augmentations": [*AUGS, "append_constant"]}
+    return path, means, exp
+
+
+def test_the_constant_image_scheme_is_labelled_and_left_out_of_r(tmp_path):
+    path, means, exp = _with_sanity_check(tmp_path)
+    assert wang.sanity_checks(exp) == {"append_constant"}
+    wang.render(path, exp, "last", "table_pearson", str(tmp_path / "p"))
+    with open(tmp_path / "p.csv") as fh:
+        found = {(r["teacher"], r["statistic"]): r for r in csv.DictReader(fh)}
+    xs = [np.mean([v[0] for v in means[("wrn_40_2", a)]]) for a in AUGS]
+    ys = [np.mean([v[1] for v in means[("wrn_40_2", a)]]) for a in AUGS]
+    row = found[("wrn_40_2", "t_stddev")]
+    assert int(row["points"]) == len(AUGS)  # the sanity check is not a point
+    assert float(row["pearson_r"]) == pytest.approx(np.corrcoef(xs, ys)[0, 1])
+    assert "Not among the points: append_constant" in (tmp_path / "p.md").read_text()
+    wang.render(path, exp, "last", "table_tstddev", str(tmp_path / "t"))
+    with open(tmp_path / "t.csv") as fh:
+        labels = [r["augmentation"] for r in csv.DictReader(fh)]
+    assert labels[-1] == "append_constant (sanity check: every x' one constant image)"
+    assert labels[:-1] == AUGS
+
+
+def test_accuracy_correlation_is_its_own_target(tmp_path):
+    path, _, exp = _with_sanity_check(tmp_path)
+    results = wang.WangResults(read_long_csv(path), exp)
+    found = {(c.pair[0], c.statistic): c for c in wang.correlations(results, "last", "accuracy")}
+    # accuracy rises with the scheme index while T. stddev falls: r < 0, over 4 schemes
+    assert found[("wrn_40_2", "t_stddev")].r < 0 and found[("wrn_40_2", "t_stddev")].points == 4
+
+
+@pytest.mark.parametrize("figure", ["figure4_tstddev_vs_loss", "figure6_tstddev_vs_accuracy"])
+def test_tstddev_scatters_draw_the_sanity_check_apart(tmp_path, figure):
+    path, _, exp = _with_sanity_check(tmp_path)
+    out = tmp_path / f"{figure}.png"
+    wang.render(path, exp, "last", figure, str(out))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -77,15 +77,15 @@ def test_paper_grid_dry_run_shows_the_full_plan_offline(wd: Path) -> None:
 
 def test_wang_grid_dry_run(wd: Path) -> None:
     """Wang et al.'s CIFAR-100 cells: 5 teachers; the DA grid's 9 teacher/student column
-    pairs x 9 schemes, Table 1's 7 pairs x 9 rows (6 KD rows, 2 of them shared with the DA
-    grid, and 3 CRD rows), the epochs sweep's 10 KD/CE methods x 4 augmentations (3 cells
-    shared with Table 1)."""
+    pairs x 10 schemes (9 and the constant-image sanity check), Table 1's 7 pairs x 9 rows
+    (6 KD rows, 2 of them shared with the DA grid, and 3 CRD rows), the epochs sweep's
+    10 KD/CE methods x 4 augmentations (3 cells shared with Table 1)."""
     run = "run=[wang2022_cifar100_da,wang2022_cifar100_accuracy,wang2022_cifar100_epochs]"
     out = snakemake(wd, "-n", "--cores", "4", "--resources", "gpu=1", "--config", run).stdout
     counts = job_counts(out)
     assert counts["train_teacher"] == 3 * 5
-    assert counts["distill_student"] == 3 * (9 * 9 + 7 * (9 - 2) + (10 * 4 - 3))
-    assert counts["teacher_stats"] == 3 * 9 * 9  # one per student of the DA grid
+    assert counts["distill_student"] == 3 * (9 * 10 + 7 * (9 - 2) + (10 * 4 - 3))
+    assert counts["teacher_stats"] == 3 * 9 * 10  # one per student of the DA grid
     assert counts["download_archive"] == 1
     assert counts["prepare_split"] == 3  # cifar100 train/val/test
 
@@ -120,11 +120,12 @@ def test_demo_dry_run(wd: Path) -> None:
     counts = job_counts(out)
     # ResNet18 per augmentation + the AlexNet trio; Wang's resnet20; Choi's mixup resnet20
     assert counts["train_teacher"] == 5 + 3 + 1 + 1
-    # Das: 10 + 4 + 4 + 3; Wang: 9 schemes, 4 more Table 1 rows, 6 more epochs-sweep cells;
+    # Das: 10 + 4 + 4 + 3; Wang: 9 schemes + the constant-image sanity check, 4 more Table 1
+    # rows, 6 more epochs-sweep cells;
     # Choi: 3 new scenario students, 1 at T = 1, 4 rescaled-KD mixup variants; the KD
     # method zoo: CRD+KD with CutMixPick (Wang), FitNet, AT, CRD, ICKD, FT, CRD + mixup
-    assert counts["distill_student"] == 10 + 4 + 4 + 3 + 9 + 4 + 6 + 3 + 1 + 4 + 1 + 6
-    assert counts["teacher_stats"] == 9
+    assert counts["distill_student"] == 10 + 4 + 4 + 3 + 10 + 4 + 6 + 3 + 1 + 4 + 1 + 6
+    assert counts["teacher_stats"] == 10
     assert counts["attack_model"] == 1 + 3  # the robustness teacher and its 3 students
     assert "download_archive" not in counts
 

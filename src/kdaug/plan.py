@@ -829,13 +829,17 @@ def experiment_view(config: Mapping[str, Any], experiment: str) -> dict[str, Any
     exp["absent_roles"] = absent_roles(config["experiments"][experiment])
     # How its models were trained, for captions that say which reading a table used.
     exp["protocol"] = experiment_protocol(config, experiment)
-    # What the training code runs, for figures that show it (Das et al.'s Figure 2): the
-    # training split, its normalisation, and each teacher augmentation's cell spec entry.
+    # What the training code runs, for figures that show it (Das et al.'s Figure 2) and
+    # reports that mark a scheme by its ops (Wang et al.'s constant-image sanity check):
+    # the training split, its normalisation, and each augmentation's cell spec entry.
     dataset = exp["dataset"]
     exp["train_split"] = TRAIN_SPLIT.format(dataset=dataset)
     exp["normalization"] = dict(config["datasets"][dataset]["normalization"])
+    names = list(exp["teachers"]["augmentations"])
+    if exp["students"]["augmentations"] != SAME_AS_TEACHER:
+        names += exp["students"]["augmentations"]
     exp["augmentation_specs"] = {
-        aug: _augmentation(config, aug, dataset) for aug in exp["teachers"]["augmentations"]
+        aug: _augmentation(config, aug, dataset) for aug in dict.fromkeys(names)
     }
     return exp
 

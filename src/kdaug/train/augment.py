@@ -114,6 +114,22 @@ def flip(p: float = 0.5, per: str = "image") -> Op:
     return Op("flip", "pixel", apply)
 
 
+@OPS.register("constant")
+def constant(value: float = 0.5) -> Op:
+    """Every image becomes one and the same constant image (each pixel ``value`` in
+    [0, 1], before normalisation): Wang et al.'s "bad" DA (appendix A.2), a sanity check
+    of T. stddev, not a method. As x' it makes the teacher's output the same for every
+    appended row, so T. stddev falls (only x varies) while the student learns nothing
+    from x'. Draws nothing from ``rng``."""
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"constant: value {value} is not a pixel value in [0, 1]")
+
+    def apply(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> Batch:
+        return torch.full_like(x, value), y
+
+    return Op("constant", "pixel", apply)
+
+
 def box_mask(
     centres: np.ndarray, half: np.ndarray | int, size: tuple[int, int], like: torch.Tensor
 ) -> torch.Tensor:
