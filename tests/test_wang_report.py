@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from kdaug.io import read_long_csv, write_long_csv
 from kdaug.papers import wang2022 as wang
 
 AUGS = ["append_identity", "append_flip", "append_cutmix", "append_cutmixpick_t"]
+ROOT = Path(__file__).resolve().parents[1]
 PAIRS = {"wrn_40_2": ["wrn_16_2"], "resnet56": ["resnet20"]}
 
 
@@ -226,4 +228,37 @@ def test_tstddev_scatters_draw_the_sanity_check_apart(tmp_path, figure):
     path, _, exp = _with_sanity_check(tmp_path)
     out = tmp_path / f"{figure}.png"
     wang.render(path, exp, "last", figure, str(out))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_figure7_sweeps_the_appendix_pairs(tmp_path):
+    """Figure 7: the epochs sweep on wrn_40_2 -> wrn_16_2 and vgg13 -> vgg8, one panel
+    per pair, from the paper config's experiment."""
+    from kdaug import plan
+
+    config = plan.load_layered_config([ROOT / "config/config.yaml"])
+    exp = plan.experiment_view(config, "wang2022_cifar100_epochs_pairs")
+    assert plan.experiment_report_files(config, "wang2022_cifar100_epochs_pairs")[2:] == [
+        "last/table_accuracy.csv", "last/table_accuracy.md", "last/table_accuracy.tex",
+        "last/figure7_error_vs_epochs.png",
+    ]  # fmt: skip
+    cells = plan.experiment_cells(config, "wang2022_cifar100_epochs_pairs")
+    assert sum(c.role == "student" for c in cells) == 3 * 2 * 10 * 4
+    rows = []
+    for seed in (0, 1, 2):
+        for tarch, sarch in (("wrn_40_2", "wrn_16_2"), ("vgg13", "vgg8")):
+            rows.append(_row(seed, tarch, "accuracy", 0.75))
+            for kd, epochs in exp["student_epochs"].items():
+                for strength, aug in enumerate(exp["students"]["augmentations"]):
+                    # stronger augmentation: worse when short, better when long (Fig. 7)
+                    kd_gain = 0.03 if exp["kd_alpha"][kd] > 0 else 0.0
+                    longer = math.log2(epochs / 60) - 2
+                    acc = 0.65 + kd_gain + 0.01 * strength * longer - 0.005 * longer**2
+                    acc += 0.005 * seed
+                    cell = {"kd": kd, "sarch": sarch, "saug": aug}
+                    rows.append(_row(seed, tarch, "accuracy", acc, **cell))
+    path = tmp_path / "m.csv"
+    write_long_csv(path, rows)
+    out = tmp_path / "fig7.png"
+    wang.render(path, exp, "last", "figure7_error_vs_epochs", str(out))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
