@@ -262,3 +262,49 @@ def test_figure7_sweeps_the_appendix_pairs(tmp_path):
     out = tmp_path / "fig7.png"
     wang.render(path, exp, "last", "figure7_error_vs_epochs", str(out))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_figure8_reads_the_split_and_the_first_teacher_so_snakemake_builds_them() -> None:
+    from kdaug import plan, render
+
+    config = plan.load_layered_config([ROOT / "config/config.yaml", ROOT / "config/demo.yaml"])
+    inputs = render.figure_inputs(
+        config, "wang2022_digits_da", "last", "figure8_cutmix_disagreement"
+    )
+    assert inputs == {"outputs": [
+        "results/data/digits_rd/train.npz",
+        "results/models/digits_rd/seed0/resnet20-standard/model.pt",
+    ]}  # fmt: skip
+    assert wang.cutmix_scheme(plan.experiment_view(config, "wang2022_digits_da")) == "append_cutmix"
+
+
+def test_figure8_counts_and_draws_the_disagreeing_cutmix_copies(tmp_path):
+    """A tiny teacher on toy data: every drawn copy is counted, the share is a fraction,
+    and the figure is a PNG."""
+    from kdaug.data.canonical import save_split
+    from kdaug.train.training import train_cell
+    from test_trust import teacher_spec, toy_split
+
+    save_split(tmp_path / "train.npz", toy_split())
+    save_split(tmp_path / "val.npz", toy_split(30))
+    teacher = tmp_path / "models/toy/seed0/lenet-none/model.pt"
+    teacher.parent.mkdir(parents=True)
+    train_cell(teacher_spec(epochs=1), train_path=str(tmp_path / "train.npz"),
+               val_path=str(tmp_path / "val.npz"), output=str(teacher))  # fmt: skip
+    cutmix = {"name": "append_cutmix", "steps": [{"op": "flip", "p": 0.5}],
+              "append": [{"op": "cutmix", "alpha": 1.0, "self_pairs": False}]}  # fmt: skip
+    exp = {
+        "dataset": "toy", "seeds": [0],
+        "teachers": {"archs": ["lenet"], "augmentations": ["none"]},
+        "students": {"archs": ["lenet"], "augmentations": ["append_cutmix"]},
+        "normalization": {"mean": [0.3], "std": [0.3]},
+        "augmentation_specs": {"append_cutmix": cutmix},
+    }  # fmt: skip
+    outputs = [str(tmp_path / "train.npz"), str(teacher)]
+    samples = wang.cutmix_samples(exp, *outputs)
+    assert len(samples.probs) == wang.DISAGREEMENT_BATCHES * 60  # a batch is the whole toy split
+    assert samples.images.min() >= 0 and samples.images.max() <= 1
+    assert (samples.targets.max(axis=1) < 1).any()  # CutMix mixed labels
+    out = tmp_path / "fig8.png"
+    wang.render(None, exp, "last", "figure8_cutmix_disagreement", str(out), outputs)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from kdaug.cells import STREAM_SPLIT, student_variants, students_of
+from kdaug.cells import Cell as ModelCell  # tables.Cell is a table cell
 from kdaug.io import atomic_path, read_long_csv
 from kdaug.report import plots
 from kdaug.report.registry import Paper, Report, register_paper, register_report
@@ -476,6 +477,143 @@ def plot_error_vs_epochs(
     plots.save(fig, path)
 
 
+# -- Figure 8: CutMix samples the teacher labels otherwise ------------------------------
+
+# Figure 8 (appendix A.4): how many CutMix batches of x' to draw (at the paper's batch
+# size), from a fixed seed, and how many disagreeing samples to show.
+DISAGREEMENT_BATCHES = 10
+DISAGREEMENT_BATCH_SIZE = 64
+DISAGREEMENT_SHOWN = 8
+
+
+def cutmix_scheme(exp: Mapping[str, Any]) -> str:
+    """The experiment's plain CutMix scheme: the first student augmentation whose
+    appended copy is a cutmix op and that picks nothing (``append_cutmix``)."""
+    for name in exp["students"]["augmentations"]:
+        spec = exp.get("augmentation_specs", {}).get(name, {})
+        ops = [step["op"] for step in spec.get("append", [])]
+        if ops == ["cutmix"] and not spec.get("pick"):
+            return name
+    raise ValueError("Figure 8 needs a student augmentation appending CutMix alone")
+
+
+def disagreement_sources(exp: Mapping[str, Any]) -> list[str]:
+    """Figure 8's inputs: the training split and the first teacher of the first seed."""
+    tarch, taug = exp["teachers"]["archs"][0], exp["teachers"]["augmentations"][0]
+    teacher = ModelCell(exp["dataset"], exp["seeds"][0], tarch, taug)
+    return [exp["train_split"], teacher.model_file]
+
+
+@dataclass(frozen=True)
+class CutMixSamples:
+    """CutMix copies x' with CutMix's targets and the teacher's probabilities."""
+
+    images: np.ndarray  # (N, C, H, W) in [0, 1], as the teacher saw them, de-normalised
+    targets: np.ndarray  # (N, K): CutMix's label mixture
+    probs: np.ndarray  # (N, K): the teacher's softmax at T = 1
+
+    @property
+    def disagrees(self) -> np.ndarray:
+        """Where the teacher's top class is not CutMix's (the larger share's) class."""
+        return self.probs.argmax(axis=1) != self.targets.argmax(axis=1)
+
+
+def cutmix_samples(
+    exp: Mapping[str, Any], train_path: str, teacher_path: str, seed: int = 0
+) -> CutMixSamples:
+    """Draw x' as the KD+CutMix student's training does (the loader's crop + flip, then
+    the scheme's CutMix on the batch) for :data:`DISAGREEMENT_BATCHES` batches from
+    ``seed``, and run the frozen teacher on them (CPU)."""
+    import torch
+
+    from kdaug.data.canonical import load_split
+    from kdaug.train.augment import augmentation_from_spec
+    from kdaug.train.engine import DeviceData
+    from kdaug.train.training import frozen_teacher
+
+    device = torch.device("cpu")
+    norm = exp["normalization"]
+    data = DeviceData.from_split(load_split(train_path), norm["mean"], norm["std"], device)
+    teacher = frozen_teacher(teacher_path, device)
+    scheme = augmentation_from_spec(exp["augmentation_specs"][cutmix_scheme(exp)])
+    rng = np.random.default_rng(seed)
+    images, targets, probs = [], [], []
+    with torch.no_grad():
+        for _ in range(DISAGREEMENT_BATCHES):
+            rows = rng.choice(len(data), min(DISAGREEMENT_BATCH_SIZE, len(data)), replace=False)
+            index = torch.as_tensor(rows)
+            y = torch.nn.functional.one_hot(data.labels[index], data.num_classes).float()
+            # x: the base pixel ops (no normalised ops under an appended copy); x' = CutMix
+            # of x after normalisation, the order AppendedAugmentation.pair runs them in.
+            pixels, y = scheme.base.pixel_stage(data.pixels(index), y, rng)
+            x_extra, y_extra = scheme.extra(pixels, y, rng, data.normalize)
+            probs.append(teacher(x_extra).float().softmax(dim=1).numpy())
+            images.append((x_extra * data.std + data.mean).clamp(0, 1).numpy())
+            targets.append(y_extra.numpy())
+    return CutMixSamples(np.concatenate(images), np.concatenate(targets), np.concatenate(probs))
+
+
+def _top_text(p: np.ndarray, names: Sequence[str], k: int) -> str:
+    order = np.argsort(p)[::-1][:k]
+    return ", ".join(f"{names[i]} {p[i]:.2f}" for i in order if p[i] >= 0.005)
+
+
+def plot_cutmix_disagreement(
+    exp: Mapping[str, Any], selection: str, outputs: Sequence[str], path: str
+) -> None:
+    """Figure 8: CutMix copies x' on which the teacher's top class is not CutMix's label,
+    with CutMix's target and the teacher's top-3 under each, and the share of such
+    samples among all drawn (the paper: 52.1% on ImageNet, resnet34 teacher)."""
+    from kdaug.data.canonical import load_split
+
+    train_path, teacher_path = outputs
+    samples = cutmix_samples(exp, train_path, teacher_path)
+    names = list(load_split(train_path).class_names)
+    # The most mixed first (largest second share): the cases the paper shows, where the
+    # pasted box may cover the object CutMix still names.
+    second = np.sort(samples.targets, axis=1)[:, -2]
+    disagreeing = np.flatnonzero(samples.disagrees)
+    shown = disagreeing[np.argsort(-second[disagreeing], kind="stable")][:DISAGREEMENT_SHOWN]
+    plt = plots.pyplot()
+    cols = 4
+    rows = max(1, math.ceil(len(shown) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.6 * rows + 0.9), squeeze=False)
+    for ax, i in zip(axes.flat, shown, strict=False):
+        plots.image(ax, samples.images[i])
+        ax.set_xlabel(
+            f"CutMix: {_top_text(samples.targets[i], names, 2)}\n"
+            f"teacher: {_top_text(samples.probs[i], names, 3)}",
+            fontsize=6,
+        )
+    for ax in list(axes.flat)[len(shown) :]:
+        ax.axis("off")
+    share = float(samples.disagrees.mean()) if len(samples.disagrees) else math.nan
+    tarch = exp["teachers"]["archs"][0]
+    fig.suptitle(
+        f"CutMix copies x' whose label the {tarch} teacher disagrees with: {share:.1%} of "
+        f"{len(samples.disagrees)} (seed {exp['seeds'][0]}; Wang et al. Fig. 8: 52.1% on ImageNet)",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    plots.save(fig, path)
+
+
+# Figures drawn from stored files rather than the metrics CSV: name -> (sources, plot).
+OUTPUT_FIGURES: dict[
+    str,
+    tuple[
+        Callable[[Mapping[str, Any]], list[str]],
+        Callable[[Mapping[str, Any], str, Sequence[str], str], None],
+    ],
+] = {"figure8_cutmix_disagreement": (disagreement_sources, plot_cutmix_disagreement)}
+
+
+def figure_sources(exp: Mapping[str, Any], figure: str, selection: str) -> list[str]:
+    """The stored files a figure reads (:data:`OUTPUT_FIGURES`); none for the others,
+    which read the metrics CSV."""
+    return OUTPUT_FIGURES[figure][0](exp) if figure in OUTPUT_FIGURES else []
+
+
 # -- what the reports render ------------------------------------------------------------
 
 TableWriter = Callable[[WangResults, str, Path], None]
@@ -508,8 +646,12 @@ def render(
     out: str,
     outputs: Sequence[str] = (),
 ) -> None:
-    """Write table ``name`` (``out`` is the stem) or figure ``name`` (``out`` is the PNG).
-    (``outputs``: the renderer interface; every Wang figure reads the metrics CSV.)"""
+    """Write table ``name`` (``out`` is the stem) or figure ``name`` (``out`` is the PNG);
+    figures of :data:`OUTPUT_FIGURES` read ``outputs`` (:func:`figure_sources` order),
+    the others the metrics CSV."""
+    if name in OUTPUT_FIGURES:
+        OUTPUT_FIGURES[name][1](exp, selection, outputs, out)
+        return
     results = WangResults(read_long_csv(long_csv), exp)
     if name in TABLES:
         TABLES[name](results, selection, Path(out))
@@ -523,7 +665,8 @@ register_paper(
         "Wang et al. 2022: augmentation during KD",
         render,
         tables={name: "" for name in TABLES},
-        figures={name: "" for name in FIGURES},
+        figures={name: "" for name in (*FIGURES, *OUTPUT_FIGURES)},
+        figure_sources=figure_sources,
         claims_file="wang2022.yaml",
     )
 )
@@ -534,7 +677,7 @@ register_report(
     Report(
         PAPER,
         ("table_tstddev", "table_covariance", "table_correlation_coefficient", "table_pearson"),
-        ("figure4_tstddev_vs_loss", "figure6_tstddev_vs_accuracy"),
+        ("figure4_tstddev_vs_loss", "figure6_tstddev_vs_accuracy", "figure8_cutmix_disagreement"),
         claim="A better augmentation for KD gives the teacher a lower T. stddev on the "
         "augmented stream, and T. stddev correlates positively with the student's test "
         "loss; CutMixPick lowers it further (Wang et al. 2022, Sec. 4, Tables 3-6, Fig. 4).",
