@@ -631,3 +631,32 @@ def test_report_caption_counts_the_papers_claims_apart_from_observations(tmp_pat
         "claim verdicts on our data: 1 holds, 1 reversed; "
         "table-only or qualified observations: 2 holds"
     )
+
+
+def test_correlation_claim_leaves_out_excluded_augmentations() -> None:
+    xs, ys = [1.0, 2.0, 3.0, 4.0, 5.0], [2.0, 4.0, 5.0, 4.0, 5.0]
+    rows = points(xs, ys)
+    bad = C.Selector(PAIR[1], "standard", "append_constant", "kd_t4", PAIR[0])
+    rows += [row(0, bad, "t_stddev", 0.0, STREAM_SPLIT, ""), row(0, bad, "test_loss", 9.0)]
+    (kept,) = C.verdict_rows(rows, [correlation_claim()], SPLITS, "last")
+    claim = correlation_claim(exclude=["append_constant"])
+    (left_out,) = C.verdict_rows(rows, [claim], SPLITS, "last")
+    assert kept.n == 6 and kept.a_mean < 0
+    assert left_out.n == 5 and left_out.a_mean == pytest.approx(by_hand_pearson(xs, ys)[0])
+    with pytest.raises(C.ClaimError, match="'exclude' must be a list"):
+        correlation_claim(exclude="append_constant")
+
+
+@pytest.mark.parametrize("config_file", ["config/config.yaml", "config/demo.yaml"])
+def test_wang_correlations_leave_out_every_sanity_check_scheme(config_file) -> None:
+    """The tables leave the constant-image scheme out of Pearson's r; so do the claims."""
+    from kdaug.papers.wang2022 import sanity_checks
+
+    config = plan.load_layered_config(
+        dict.fromkeys([ROOT / "config/config.yaml", ROOT / config_file])
+    )
+    correlations = [c for c in load("wang2022") if c.test == C.CORRELATION]
+    for name in config["run"]:
+        if config["experiments"][name]["report"] == "wang2022_da":
+            sanity = sanity_checks(plan.experiment_view(config, name))
+            assert sanity and all(sanity <= set(c.exclude) for c in correlations), name

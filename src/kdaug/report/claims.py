@@ -36,6 +36,7 @@ one of two tests (key ``test``):
       group: {model: "*", teacher_arch: "*", teacher_aug: standard, kd: kd_t4}
       expect: positive
       than: {metric: cov_mean, split: train_stream}   # optional
+      exclude: [append_constant]             # optional: augmentations that are no point
 
 A selector names ``model`` and ``teacher_aug``, and optionally ``student_aug``, ``kd``
 (students only) and ``teacher_arch``. ``model`` and ``teacher_arch`` may be ``"*"``: the
@@ -82,7 +83,7 @@ COMMON_KEYS = ("id", "claim", "source", "quote", "metric", "split", "expect")
 REQUIRED_KEYS = {PAIRED: (*COMMON_KEYS, "a", "b"), CORRELATION: (*COMMON_KEYS, "x", "group")}
 OPTIONAL_KEYS = {
     PAIRED: ("test", "kind", "paper", "report", "note"),
-    CORRELATION: ("test", "kind", "than", "report", "note"),
+    CORRELATION: ("test", "kind", "than", "exclude", "report", "note"),
 }
 SELECTOR_REQUIRED = ("model", "teacher_aug")
 SELECTOR_OPTIONAL = ("student_aug", "kd", "teacher_arch")
@@ -168,9 +169,9 @@ class Claim:
     """One checkable statement of a paper.
 
     Paired: ``a`` vs ``b`` on ``metric`` at split role ``split``. Correlation: over the
-    student augmentations of group ``a`` (``b`` is None), r(``x``, ``metric``), or its
-    difference from r(``than``, ``metric``). ``at`` is the starred values an expanded claim
-    is bound to (``"resnet56/resnet20"``), None otherwise.
+    student augmentations of group ``a`` (``b`` is None) but those in ``exclude``,
+    r(``x``, ``metric``), or its difference from r(``than``, ``metric``). ``at`` is the
+    starred values an expanded claim is bound to (``"resnet56/resnet20"``), None otherwise.
     """
 
     id: str
@@ -192,6 +193,7 @@ class Claim:
     than: Axis | None = None
     paper_by_dataset: Mapping[str, Mapping[str, tuple[float, float]]] | None = None
     at: str | None = None
+    exclude: tuple[str, ...] = ()
 
     @property
     def sides(self) -> tuple[Selector, ...]:
@@ -318,7 +320,11 @@ def _parse_one(entry: Mapping[str, Any], cid: str) -> Claim:
             raise ClaimError(f"claim {cid!r}: 'group' must select students and leave "
                              "student_aug free (its values are the points)")  # fmt: skip
         than = None if entry.get("than") is None else _axis(entry["than"], "than", cid)
-        return Claim(**common, a=group, b=None, x=_axis(entry["x"], "x", cid), than=than)
+        exclude = entry.get("exclude", [])
+        if not isinstance(exclude, list) or not all(isinstance(e, str) and e for e in exclude):
+            raise ClaimError(f"claim {cid!r}: key 'exclude' must be a list of augmentations")
+        x = _axis(entry["x"], "x", cid)
+        return Claim(**common, a=group, b=None, x=x, than=than, exclude=tuple(exclude))
     a, b = _selector(entry["a"], "a", cid), _selector(entry["b"], "b", cid)
     if a.starred != b.starred:
         raise ClaimError(f"claim {cid!r}: 'a' and 'b' must star the same keys "
@@ -719,6 +725,8 @@ def evaluate_correlation(
 ) -> Verdict:
     """Test a correlation claim: one point per student augmentation of the group (the mean
     over seeds of each axis; a point needs every axis), then :func:`correlation_test`.
+    Augmentations in the claim's ``exclude`` are no point (a sanity check such as Wang et
+    al.'s constant image is no augmentation the claim is about).
 
     Verdicts as :func:`evaluate_claim`'s, on the sign of r (or of r - r_than): fewer than 3
     points (4 with ``than``) are ``"untested (n=k)"``; no point, an axis whose split role
@@ -730,7 +738,11 @@ def evaluate_correlation(
     split_name = wheres[1][0] if wheres[1] else ""
     if any(w is None for w in wheres) or claim.a.starred:
         return _empty_verdict(claim, split_name, selection, alpha, NOT_IN_EXPERIMENT)
-    augmentations = dict.fromkeys(r["student_aug"] for r in rows if _cell_matches(r, claim.a))
+    augmentations = dict.fromkeys(
+        r["student_aug"]
+        for r in rows
+        if _cell_matches(r, claim.a) and r["student_aug"] not in claim.exclude
+    )
     points = []
     for aug in augmentations:
         sel = replace(claim.a, student_aug=aug)
