@@ -18,10 +18,14 @@ configfile: "config/config.yaml"
 report: "workflow/report/workflow.rst"
 
 
-# Op names first: the schema's message for a misspelt op names neither key nor op.
-plan.check_augmentation_ops(config)
+# Op names first: the schema's message for a misspelt op names neither key nor op. The
+# cross-reference checks import torch (~2.5 s): a cluster job's own Snakemake, which
+# reads the config the submitting one already checked, skips them.
+if workflow.is_main_process:
+    plan.check_augmentation_ops(config)
 validate(config, "config/schema.yaml")
-plan.check_config(config)
+if workflow.is_main_process:
+    plan.check_config(config)
 plan.apply_narrowing(config)
 
 

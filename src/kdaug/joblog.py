@@ -13,6 +13,28 @@ from collections.abc import Iterator, Mapping
 from typing import Any, TextIO
 
 
+def process_age() -> float | None:
+    """Seconds since this process started (Linux ``/proc``), or None elsewhere."""
+    try:
+        with open("/proc/self/stat") as fh:
+            # field 22 (starttime, clock ticks after boot); the command name (field 2) may
+            # hold spaces, so count from the closing parenthesis
+            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as fh:
+            uptime = float(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def timing_line(in_job: float, age: float | None) -> str:
+    """The last line of every job log: time inside the job's work and, where known, the
+    process's age, whose difference is the start-up (Python, imports, Snakemake's
+    preamble) that ``bench/startup_share.py`` sums over a run."""
+    where = "" if age is None else f" of {age:.2f} s since the process started"
+    return f"===== job time: {in_job:.2f} s in the job{where} ====="
+
+
 def history_path(path: str | os.PathLike[str]) -> str:
     """Where every attempt of a job is logged: ``<log>.history``."""
     return os.fspath(path) + ".history"
@@ -63,12 +85,14 @@ def job_log(path: str | os.PathLike[str] | None) -> Iterator[None]:
         history.write(f"===== attempt started {started} on {socket.gethostname()} "
                       f"(pid {os.getpid()}) =====\n")  # fmt: skip
         tee = _Tee(fh, history)
+        t0 = time.perf_counter()
         with contextlib.redirect_stdout(tee), contextlib.redirect_stderr(tee):
             try:
                 yield
             except BaseException:
                 traceback.print_exc()
                 raise
+            print(timing_line(time.perf_counter() - t0, process_age()))
 
 
 @contextlib.contextmanager
