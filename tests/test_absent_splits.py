@@ -130,3 +130,10 @@ def test_the_notes_script_writes_the_notes(tmp_path: Path) -> None:
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     assert out.read_text() == notes
+
+
+def test_a_shifted_split_without_its_shift_parameters_is_a_config_error() -> None:
+    config = layered()
+    del config["datasets"]["digits"]["shift"]
+    with pytest.raises(plan.ConfigError, match=r"test_shifted .* datasets\.digits\.shift"):
+        plan.check_config(config)

@@ -22,7 +22,7 @@ import yaml
 from PIL import Image
 
 from kdaug.data.canonical import Split
-from kdaug.data.datasets import CIFAR10_CLASSES, build_split
+from kdaug.data.datasets import CIFAR10_CLASSES, build_split, shift_images
 from kdaug.data.download import ChecksumError, fetch_archive, verify
 from kdaug.data.formats import FormatError, read_idx, read_npy
 
@@ -375,6 +375,19 @@ def test_idx_without_pad_keeps_28(tmp_path: Path) -> None:
     test = build_split("idx", "test", paths, idx_params(paths))
     np.testing.assert_array_equal(test.images[:, 0], arrays["test_images"])
     assert "padding" not in test.provenance
+
+
+def test_idx_test_shifted_is_the_test_split_under_the_shift(tmp_path: Path) -> None:
+    paths, _ = make_idx_set(tmp_path)
+    shift = {"seed": 3, "contrast": 0.6, "noise_std": 24.0}
+    params = idx_params(paths, pad_to=32, shift=shift)
+    test = build_split("idx", "test", paths, params)
+    shifted = build_split("idx", "test_shifted", paths, params)
+    np.testing.assert_array_equal(shifted.labels, test.labels)
+    np.testing.assert_array_equal(shifted.images, shift_images(test.images, 3, 0.6, 24.0))
+    assert shifted.provenance["shift"] == shift
+    with pytest.raises(ValueError, match=r"test_shifted needs datasets\.<name>\.shift"):
+        build_split("idx", "test_shifted", paths, idx_params(paths, pad_to=32))
 
 
 @pytest.mark.parametrize(

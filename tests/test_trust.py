@@ -359,3 +359,19 @@ def test_extracted_outputs_say_which_model_made_them(made: Path) -> None:
         cell = json.loads(str(f["cell"]))
         assert str(f["selection"]) == "last"
     assert cell["model"] == "lenet-none" and cell["role"] == "teacher"
+
+
+def test_attacks_on_a_split_prefix_attack_exactly_those_images(results: Path) -> None:
+    cell = {"role": "teacher", "dataset": "toy", "seed": 0, "teacher_arch": "lenet",
+            "teacher_aug": "none", "kd": None, "student_arch": None,
+            "student_aug": None}  # fmt: skip
+    first = attack_file(results / TEACHER, results / "val.npz", results / "a5.json", cell=cell,
+                        selection="last", split="val", eps=[0.0], steps=1, images=5)  # fmt: skip
+    record = json.loads((results / "a5.json").read_text())
+    assert record["settings"]["images"] == 5
+    model, _ = load_trained(results / TEACHER, CPU, expect=cell)
+    val = load_split(results / "val.npz")
+    data = DeviceData.from_split(val.subset(np.arange(5)), NORM["mean"], NORM["std"], CPU)
+    with torch.no_grad():
+        clean = (model(data.normalized(torch.arange(5))).argmax(1) == data.labels).float().mean()
+    assert first["fgsm_0"] == pytest.approx(float(clean))  # eps 0: clean accuracy of those 5

@@ -262,6 +262,11 @@ def test_teacher_stream_rows_and_determinism():
     np.testing.assert_allclose(stream[0].sum(axis=1), 1.0, rtol=1e-6)
     again = list(teacher_stream(teacher, data, aug, seed=3, epochs=2, batch_size=16))
     assert all(np.array_equal(a, b) for a, b in zip(stream, again, strict=True))
+    # steps_per_epoch: each epoch's first batches, the ones a student with that recipe sees
+    cut = list(teacher_stream(teacher, data, aug, seed=3, epochs=2, batch_size=16,
+                              steps_per_epoch=2))  # fmt: skip
+    assert [len(p) for p in cut] == [32, 32] * 2
+    assert all(np.array_equal(a, b) for a, b in zip(cut, stream[:2] + stream[3:5], strict=True))
 
 
 # -- plan: prolonged training, pairs, validation ---------------------------------------

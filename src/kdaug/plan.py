@@ -232,6 +232,12 @@ def check_config(config: Mapping[str, Any]) -> None:
                     f"{where}.eval_splits.{role}: dataset {exp['dataset']!r} has no split "
                     f"{split!r} (it has {', '.join(builder.splits)})"
                 )
+            if split == "test_shifted" and "shift" not in ds:
+                raise ConfigError(
+                    f"{where}.eval_splits.{role}: test_shifted is the test split under "
+                    f"datasets.{exp['dataset']}.shift, which is not set "
+                    "(shift: {seed, contrast, noise_std})"
+                )
         _check_report(exp, where)
         for arch in exp["teachers"]["archs"]:
             _require(config["architectures"], arch, "architecture", f"{where}.teachers")

@@ -177,6 +177,16 @@ def shift_images(images: np.ndarray, seed: int, contrast: float, noise_std: floa
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
+def _shifted(test: Split, params: Mapping[str, Any]) -> Split:
+    """``test`` under :func:`shift_images` with the dataset's ``shift`` parameters."""
+    shift = params.get("shift")
+    if shift is None:
+        raise ValueError("test_shifted needs datasets.<name>.shift: {seed, contrast, noise_std}")
+    images = shift_images(test.images, int(shift["seed"]), shift["contrast"], shift["noise_std"])
+    provenance = {**test.provenance, "shift": dict(shift)}
+    return Split(images, test.labels, test.class_names, provenance)
+
+
 def neighbour_vote_labels(
     queries: np.ndarray, references: np.ndarray, reference_labels: np.ndarray, k: int, classes: int
 ) -> np.ndarray:
@@ -216,12 +226,7 @@ def _digits_builder() -> DatasetBuilder:
             note = f"soft labels: vote of the {k} nearest training images (stand-in for CIFAR-10H)"
             provenance = {**test.provenance, "soft_labels": note}
             return Split(test.images, test.labels, test.class_names, provenance, soft)
-        shift = params["shift"]
-        images = shift_images(
-            test.images, int(shift["seed"]), shift["contrast"], shift["noise_std"]
-        )
-        provenance = {**test.provenance, "shift": dict(shift)}
-        return Split(images, test.labels, test.class_names, provenance)
+        return _shifted(test, params)
 
     splits = ("train", "val", "test", "test_shifted", "test_human")
     return DatasetBuilder(
@@ -336,6 +341,8 @@ def _idx_builder() -> DatasetBuilder:
     pairs = {"train": ("train_images", "train_labels"), "test": ("test_images", "test_labels")}
 
     def build(split: str, files: Mapping[str, Path], params: Mapping[str, Any]) -> Split:
+        if split == "test_shifted":
+            return _shifted(build("test", files, params), params)
         roles = pairs["test" if split == "test" else "train"]
         images, labels = formats.read_idx_pair(files[roles[0]], files[roles[1]])
         images, padding = _pad(images, params.get("pad_to"))
@@ -349,9 +356,10 @@ def _idx_builder() -> DatasetBuilder:
         return full if split == "test" else _holdout(full, split, params)
 
     # One channel; class names and sizes depend on the files (MNIST, Fashion-MNIST, ...).
-    return DatasetBuilder(
-        {"train": pairs["train"], "val": pairs["train"], "test": pairs["test"]}, build, 1
-    )
+    # test_shifted: the test images under the demo's corruption (``shift`` parameters), a
+    # shifted set for data that has none of its own (Fashion-MNIST has no CINIC-10).
+    splits = {"train": pairs["train"], "val": pairs["train"], "test": pairs["test"]}
+    return DatasetBuilder({**splits, "test_shifted": pairs["test"]}, build, 1)
 
 
 # --------------------------------------------------------------------------- Tiny ImageNet

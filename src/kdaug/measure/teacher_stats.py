@@ -116,13 +116,15 @@ def teacher_stream(
     epochs: int,
     batch_size: int,
     student: nn.Module | None = None,
+    steps_per_epoch: int | None = None,
     progress: Callable[[int, int], None] = lambda epoch, epochs: None,
 ) -> Iterator[np.ndarray]:
     """The teacher's softmax on each training batch's ``x`` and ``x'`` rows, for ``epochs``
-    epochs of the same stream a student of this cell trains on (same seeds, same draws)."""
+    epochs of the same stream a student of this cell trains on (same seeds, same draws;
+    a recipe's ``steps_per_epoch`` cuts each epoch to its first batches, as in training)."""
     for epoch in range(epochs):
         rng = seed_epoch(seed, epoch)
-        for chunk in batches(len(data), batch_size, rng):
+        for chunk in batches(len(data), batch_size, rng)[:steps_per_epoch]:
             index = torch.as_tensor(chunk).to(data.labels.device, non_blocking=True)
             batch = step_batch(data, index, augmentation, rng, teacher, student)
             logits = [batch.teacher_logits]
@@ -164,6 +166,7 @@ def cell_teacher_stats(
         epochs=epochs,
         batch_size=int(spec["recipe"]["batch_size"]),
         student=student,
+        steps_per_epoch=spec["recipe"].get("steps_per_epoch"),
         progress=lambda e, n: print(f"teacher stream: epoch {e}/{n}", file=sys.stderr, flush=True),
     )
     stats = TeacherStreamStats(group_batches).extend(stream).summary()
