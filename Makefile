@@ -5,13 +5,14 @@ PYTHON ?= python3
 VENV ?= .venv
 CORES ?= 2
 BIN := $(VENV)/bin
+REFERENCE ?= docs/reference/fashion-mnist
 SNAKEMAKE := $(BIN)/snakemake
 # Training and extraction jobs declare `resources: gpu=1`. With GPUs, at most one job per
 # GPU; on a CPU-only machine the counter would only serialise CPU jobs, so it is set to
 # the core count there.
 GPUS ?= $(shell n=$$(nvidia-smi -L 2>/dev/null | wc -l); [ "$$n" -gt 0 ] && echo $$n || echo $(CORES))
 
-.PHONY: setup demo fashion test lint format dryrun clean-demo bench bench-quick gpu-check
+.PHONY: setup demo fashion fashion-reference fashion-compare test lint format dryrun clean-demo bench bench-quick gpu-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +26,25 @@ demo: setup
 		--printshellcmds --show-failed-logs
 	$(BIN)/python -m kdaug.verify --configfile config/demo.yaml
 
-# Offline medium-size run: real Fashion-MNIST from Debian's dataset-fashion-mnist (mirror).
+# The real-data suite: all three papers on real Fashion-MNIST (Debian's
+# dataset-fashion-mnist, read as a mirror), 3 seeds; its wall time goes to results/.
 fashion: setup
+	@start=$$(date +%s); \
 	$(SNAKEMAKE) --cores $(CORES) --resources gpu=$(GPUS) --configfile config/fashion.yaml \
-		$(FASHION_LAYERS) --printshellcmds --show-failed-logs
+		$(FASHION_LAYERS) --printshellcmds --show-failed-logs && \
+	echo $$(( $$(date +%s) - start )) > results/fashion.wall_s && \
+	echo "make fashion: $$(cat results/fashion.wall_s) s"
+
+# Publish a finished `make fashion` as the committed reference and the README's claims table.
+fashion-reference: setup
+	$(BIN)/python -m kdaug.report.reference publish results/experiments $(REFERENCE) \
+		--configfile config/config.yaml config/fashion.yaml --command "make fashion" \
+		--wall-s $$(cat results/fashion.wall_s)
+	$(BIN)/python -m kdaug.report.reference readme $(REFERENCE) README.md
+
+# Your finished `make fashion` against the committed reference, cell by cell.
+fashion-compare: setup
+	$(BIN)/python -m kdaug.report.compare $(REFERENCE) results/experiments
 
 # pytest exits 5 when it collects no tests; say so rather than pass silently or fail.
 test: setup

@@ -107,12 +107,20 @@ def test_choi_grid_dry_run(wd: Path) -> None:
     assert counts["attack_model"] == 3 * (1 + 9)
 
 
-def test_wang_on_fashion_mnist_dry_run(wd: Path) -> None:
-    run = "run=[wang2022_fashion_da]"
-    out = snakemake(wd, "-n", "--configfile", "config/fashion.yaml", "--config", run)
+def test_fashion_mnist_suite_dry_run(wd: Path) -> None:
+    out = snakemake(wd, "-n", "--configfile", "config/fashion.yaml")
     counts = job_counts(out.stdout)
-    assert counts["distill_student"] == counts["teacher_stats"] == 9
-    assert counts["train_teacher"] == 1
+    # 3 seeds. Das: AlexNet teachers x 5 augmentations (Table 3's three among them);
+    # Wang and Choi: resnet20 teachers with standard and full-mixup training.
+    assert counts["train_teacher"] == 3 * (5 + 2)
+    # Das per seed: grid 5 x (LeNet, AlexNet), 4 more augmented students, 4 more same-
+    # augmentation students (Table 3's are the grid's). Wang/Choi per seed: 10 appended-
+    # copy schemes, Table 1's CE and KD rows, 3 more scenario students, KD at T = 1,
+    # rescaled KD x 4 mixup settings (Choi's rescaled and robustness rows are shared).
+    assert counts["distill_student"] == 3 * (10 + 4 + 4) + 3 * (10 + 2 + 3 + 1 + 4)
+    assert counts["teacher_stats"] == 3 * 10
+    assert counts["attack_model"] == 3 * (1 + 3)
+    assert counts["download_archive"] == 4  # the four IDX files, through the mirror
 
 
 def test_demo_dry_run(wd: Path) -> None:
