@@ -377,9 +377,7 @@ def plot_robustness(results: ChoiResults, selection: str, path: str) -> None:
         }
         plots.grouped_bars(ax, groups, series, "test accuracy (%)")
         ax.set_title(method.upper())
-    fig.suptitle(f"Accuracy under attack ({selection}; Choi et al. Table 3 / Fig. 7)")
-    fig.tight_layout()
-    plots.save(fig, path)
+    plots.finish(fig, path, f"Accuracy under attack ({selection}; Choi et al. Table 3 / Fig. 7)")
 
 
 # -- figures from stored outputs (Figures 1, 3, 4) -------------------------------------------
@@ -483,13 +481,13 @@ def plot_tsne(exp: Mapping[str, Any], selection: str, outputs: Sequence[str], pa
             v = v_score(d.embeddings, d.labels, indices, seed=0)
             ax.set_title(f"{label}\nV = {v:.3f}", fontsize=8)
         axes[i, 0].set_ylabel(f"{group} classes", fontsize=9)
-    fig.suptitle(
+    plots.finish(
+        fig,
+        path,
         f"t-SNE of penultimate features on {split} ({selection}; Choi et al. Figs. 1, 3); "
         "* = class centre, V = V-score of the group",
         fontsize=10,
     )
-    fig.tight_layout()
-    plots.save(fig, path)
 
 
 def class_mean_distributions(

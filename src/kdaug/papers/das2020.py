@@ -343,13 +343,13 @@ def plot_augmentations(inputs: FigureInputs, selection: str, path: Path) -> None
         for i in range(n):
             plots.image(axes[i][j], images[i])
             axes[i][j].set_xlabel(target_text(targets[i], names), fontsize=6)
-    fig.suptitle(
+    plots.finish(
+        fig,
+        path,
         f"Training images of {exp['dataset']} under each teacher augmentation, as the "
         "network sees them (target below)",
         fontsize=9,
     )
-    fig.tight_layout()
-    plots.save(fig, path)
 
 
 # --------------------------------------------------------------------------- heat maps
@@ -478,9 +478,7 @@ def plot_reliability(inputs: FigureInputs, selection: str, path: Path) -> None:
         ax.set_ylim(0, 1)
         ax.legend(fontsize=6, loc="upper left")
     axes[0].set_ylabel("accuracy")
-    fig.suptitle(f"Reliability diagrams ({selection} weights)", fontsize=10)
-    fig.tight_layout()
-    plots.save(fig, path)
+    plots.finish(fig, path, f"Reliability diagrams ({selection} weights)", fontsize=10)
 
 
 def plot_tsne(inputs: FigureInputs, selection: str, path: Path) -> None:
@@ -514,9 +512,9 @@ def plot_tsne(inputs: FigureInputs, selection: str, path: Path) -> None:
         shown = [names[c] for c in d.labels[index]]
         plots.class_scatter(ax, xy, shown, list(wanted), legend=ax is axes[-1])
         ax.set_title(aug, fontsize=9)
-    fig.suptitle(f"t-SNE of teacher penultimate embeddings ({selection} weights)", fontsize=10)
-    fig.tight_layout()
-    plots.save(fig, path)
+    plots.finish(
+        fig, path, f"t-SNE of teacher penultimate embeddings ({selection} weights)", fontsize=10
+    )
 
 
 FIGURE_SPECS = {

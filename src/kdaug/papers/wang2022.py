@@ -589,13 +589,13 @@ def plot_cutmix_disagreement(
         ax.axis("off")
     share = float(samples.disagrees.mean()) if len(samples.disagrees) else math.nan
     tarch = exp["teachers"]["archs"][0]
-    fig.suptitle(
+    plots.finish(
+        fig,
+        path,
         f"CutMix copies x' whose label the {tarch} teacher disagrees with: {share:.1%} of "
         f"{len(samples.disagrees)} (seed {exp['seeds'][0]}; Wang et al. Fig. 8: 52.1% on ImageNet)",
         fontsize=9,
     )
-    fig.tight_layout()
-    plots.save(fig, path)
 
 
 # Figures drawn from stored files rather than the metrics CSV: name -> (sources, plot).

@@ -139,13 +139,13 @@ def plot_training_curves(
     if len(ax_epochs) and len(ax_epochs) <= 12:
         for ax in axes.flat:
             ax.set_xticks(sorted(int(e) for e in ax_epochs))
-    fig.suptitle(
+    plots.finish(
+        fig,
+        path,
         f"{title}\nmean over seeds, band: ± 1 std\nsolid: train (the training objective: "
         "KD loss for students, on augmented batches), dashed: validation (cross-entropy)",
         fontsize=10,
     )
-    fig.tight_layout()
-    plots.save(fig, path)
 
 
 def render_training_curves(

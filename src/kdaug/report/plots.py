@@ -72,6 +72,13 @@ def save(fig: Any, path: str | os.PathLike[str], dpi: int = DPI) -> None:
     pyplot().close(fig)
 
 
+def finish(fig: Any, path: str | os.PathLike[str], title: str, fontsize: float = 10) -> None:
+    """A figure's last steps: its title over all panels, the layout fitted, saved."""
+    fig.suptitle(title, fontsize=fontsize)
+    fig.tight_layout()
+    save(fig, path)
+
+
 def grouped_bars(
     ax: Any,
     groups: Sequence[str],
