@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-FIELDS = ("mean", "std", "n", "ci_low", "ci_high", "paper", "diff")
+from kdaug.report.tables import SUMMARY_FIELDS
+
 CLAIM_KEYS = ("id", "a_label", "b_label")
 
 
@@ -32,7 +33,7 @@ def value_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def key_columns(frame: pd.DataFrame) -> list[str]:
-    fields = {f"{v}_{f}" for v in value_columns(frame) for f in FIELDS}
+    fields = {f"{v}_{f}" for v in value_columns(frame) for f in SUMMARY_FIELDS}
     return [c for c in frame.columns if c not in fields]
 
 
