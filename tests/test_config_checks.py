@@ -332,3 +332,31 @@ def test_a_bad_gzip_archive_is_named_not_its_temporary(tmp_path: Path) -> None:
         fetch_archive(key, "u", "md5:" + "0" * 32, tmp_path / "dl" / key, tmp_path / "mirror", md5)
     assert str(err.value).startswith(f"{key}: not a complete gzip file")
     assert ".tmp" not in str(err.value)
+
+
+# ------------------------------------------- FT's initialisation-stage lr per student
+
+
+def test_fts_init_stage_runs_at_0_01_for_resnets_and_at_the_students_lr_otherwise() -> None:
+    """RepDistiller's helper/pretrain.py: 0.01 for ResNet/WRN students, else the student's
+    lr (Choi et al. Table 1's VGG-8 at 0.05, MobileNetV2 at 0.01)."""
+    config = plan.load_layered_config([ROOT / "config/config.yaml"])
+
+    def ft_spec(tarch: str, sarch: str) -> dict:
+        return plan.student_spec(config, "cifar100", 0, tarch, "standard", "ft", sarch, "standard")
+
+    for tarch, sarch in (("resnet56", "resnet20"), ("wrn_40_2", "wrn_16_2")):
+        spec = ft_spec(tarch, sarch)
+        assert spec["kd"]["init_lr"] == 0.01 and "init_lr_students" not in spec["kd"]
+    for tarch, sarch, lr in (("vgg13", "vgg8", 0.05), ("vgg13", "MobileNetV2", 0.01)):
+        spec = ft_spec(tarch, sarch)
+        assert "init_lr" not in spec["kd"] and "init_lr_students" not in spec["kd"]
+        assert spec["recipe"]["lr"] == lr  # what the stage falls back to
+    method = {"loss": "ft", "init_lr": 0.02}  # no list: every student
+    assert plan.student_method(method, "vgg8") == method
+
+
+def test_an_unknown_init_lr_student_is_named(config) -> None:
+    config["kd_methods"]["ft"]["init_lr_students"] = ["resnet8", "resnet88"]
+    with pytest.raises(plan.ConfigError, match=r"kd_methods\.ft\.init_lr_students: .*'resnet88'"):
+        plan.check_config(config)

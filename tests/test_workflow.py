@@ -94,8 +94,9 @@ def test_choi_grid_dry_run(wd: Path) -> None:
     """Choi et al.'s CIFAR-100 cells per seed (shared cells counted once): teachers 5 x
     {plain, mixup} + wrn_40_2 + resnet32x4, vgg13, ResNet50; students: 20 scenario cells,
     25 x 2 temperature cells less the 5 shared with the scenarios, 26 partial-mixup cells,
-    13 pairs x 17 Table 1 rows (KD, the CRD benchmark's 12 other methods, 4 of ours) less 4
-    shared, 9 robustness rows less the 4 in Table 1 (KD, ICKD, CRD, ours)."""
+    13 pairs x 18 Table 1 rows (the student alone, KD, the CRD benchmark's 12 other
+    methods, 4 of ours) less 5 shared, 9 robustness rows less the 5 in Table 1 (vanilla,
+    KD, ICKD, CRD, ours)."""
     run = (
         "run=[choi2023_scenarios,choi2023_temperature,choi2023_partial_mixup,"
         "choi2023_rescaled,choi2023_robustness]"
@@ -103,7 +104,7 @@ def test_choi_grid_dry_run(wd: Path) -> None:
     out = snakemake(wd, "-n", "--cores", "4", "--resources", "gpu=1", "--config", run).stdout
     counts = job_counts(out)
     assert counts["train_teacher"] == 3 * (10 + 1 + 3)
-    assert counts["distill_student"] == 3 * (20 + (50 - 5) + 26 + (13 * 17 - 4) + (9 - 4))
+    assert counts["distill_student"] == 3 * (20 + (50 - 5) + 26 + (13 * 18 - 5) + (9 - 5))
     assert counts["attack_model"] == 3 * (1 + 9)
 
 

@@ -248,6 +248,9 @@ def check_config(config: Mapping[str, Any]) -> None:
                 _require(config["augmentations"], aug, "augmentation", f"{where}.{group}")
         for kd in exp["students"]["kd_methods"]:
             _require(config["kd_methods"], kd, "KD method", f"{where}.students")
+            for arch in config["kd_methods"][kd].get("init_lr_students", ()):
+                _require(config["architectures"], arch, "architecture",
+                         f"kd_methods.{kd}.init_lr_students")  # fmt: skip
         for i, variant in enumerate(exp["students"].get("variants", [])):
             for key, listed in (("kd_method", "kd_methods"), ("augmentation", "augmentations")):
                 if variant[key] not in exp["students"][listed]:
@@ -722,6 +725,21 @@ def student_recipe(config: Mapping[str, Any], dataset: str, kd: str, sarch: str)
     return recipe
 
 
+def student_method(method: Mapping[str, Any], sarch: str) -> dict[str, Any]:
+    """KD method entry ``method`` as student ``sarch`` runs it: an ``init_lr`` limited to
+    ``init_lr_students`` applies to those architectures only; the others' initialisation
+    stage runs at their own learning rate.
+
+    RepDistiller's ``helper/pretrain.py`` trains FT's paraphraser at 0.01 for ResNet and
+    WRN students and at the student's lr otherwise (0.05 for VGG-8, 0.01 for MobileNetV2
+    and the ShuffleNets); AB's connectors always at the student's lr."""
+    entry = {k: v for k, v in method.items() if k != "init_lr_students"}
+    listed = method.get("init_lr_students")
+    if listed is not None and sarch not in listed:
+        entry.pop("init_lr", None)
+    return entry
+
+
 def augmentation_entry(config: Mapping[str, Any], name: str, dataset: str | None = None) -> Any:
     """The config entry of augmentation ``name`` as it runs on ``dataset``: the dataset's
     own (``datasets.<dataset>.augmentations.<name>``) where it has one, else the global.
@@ -886,7 +904,7 @@ def student_spec(
         "teacher": {"arch": tarch, "augmentation": taug},
         "arch": _arch(config, sarch),
         "augmentation": _augmentation(config, saug, dataset),
-        "kd": {"name": kd, **method},
+        "kd": {"name": kd, **student_method(method, sarch)},
         "recipe": student_recipe(config, dataset, kd, sarch),
         "normalization": dict(ds["normalization"]),
     }
