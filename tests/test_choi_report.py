@@ -98,6 +98,48 @@ def test_partial_mixup_grid_reads_the_augmentation_names(tmp_path):
     assert (tmp_path / "p.png").stat().st_size > 0
 
 
+def test_partial_mixup_table_shows_table4s_rows_without_mixup(tmp_path):
+    """KD and Vanilla (Table 4's w/o M.: 74.60 and 73.26) beside the grid's KD method."""
+    variants = [
+        ("rescaled_kd", "pmu10_a10"), ("rescaled_kd", "fmu_a10"), ("rescaled_kd", "standard"),
+        ("kd_t4", "standard"), ("ce_only", "standard"),
+    ]  # fmt: skip
+    rows = []
+    for i, (kd, aug) in enumerate(variants):
+        cell = {"kd": kd, "sarch": "wrn_16_2", "saug": aug}
+        rows.append(_row(0, "wrn_40_2", "standard", "accuracy", 0.70 + 0.01 * i, **cell))
+    path = tmp_path / "m.csv"
+    write_long_csv(path, rows)
+    exp = {
+        "dataset": "cifar100",
+        "teachers": {"archs": ["wrn_40_2"], "augmentations": ["standard"]},
+        "students": {
+            "archs": ["wrn_16_2"],
+            "augmentations": ["standard", "pmu10_a10", "fmu_a10"],
+            "kd_methods": ["rescaled_kd", "kd_t4", "ce_only"],
+            "variants": [{"kd_method": k, "augmentation": a} for k, a in variants],
+        },
+        "paper_rows": {"kd_t4/standard": "kd", "ce_only/standard": "vanilla"},
+        "eval_splits": {"test": "test"},
+    }
+    choi.render(path, exp, "last", "table4_partial_mixup", str(tmp_path / "p"))
+    table = _read(tmp_path / "p")
+    assert list(table) == [
+        "PMU=10%", "FMU", "no mixup (standard)", "no mixup (kd_t4/standard)",
+        "no mixup (ce_only/standard)",
+    ]  # fmt: skip
+    assert float(table["no mixup (standard)"]["alpha=1.0_mean"]) == pytest.approx(72.0)
+    assert table["no mixup (standard)"]["alpha=1.0_paper"] == ""  # Table 4 prints none
+    assert float(table["no mixup (kd_t4/standard)"]["alpha=1.0_mean"]) == pytest.approx(73.0)
+    assert float(table["no mixup (kd_t4/standard)"]["alpha=1.0_paper"]) == 74.60
+    assert float(table["no mixup (ce_only/standard)"]["alpha=1.0_paper"]) == 73.26
+    choi.render(path, {**exp, "compare_with_paper": False}, "last", "table4_partial_mixup",
+                str(tmp_path / "q"))  # fmt: skip
+    assert _read(tmp_path / "q")["no mixup (kd_t4/standard)"]["alpha=1.0_paper"] == ""
+    choi.render(path, exp, "last", "figure6_partial_mixup", str(tmp_path / "p.png"))
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_robustness_table_per_attack_and_eps(tmp_path):
     rows = []
     variants = [("ce_only", "standard"), ("rescaled_kd", "pmu10_a10")]
@@ -132,6 +174,41 @@ def test_robustness_table_per_attack_and_eps(tmp_path):
     assert float(table["rescaled_kd/pmu10_a10"]["ifgsm_eps=0.01_paper"]) == 37.40
     choi.render(path, exp, "last", "figure7_robustness", str(tmp_path / "r.png"))
     assert (tmp_path / "r.png").stat().st_size > 0
+
+
+def test_mixup_attacks_rows_are_the_mixup_settings_without_paper_values(tmp_path):
+    """Figure 7's ablation: one row per Table 4 student, attack accuracy per eps, its own
+    caption and title; no published number (Figure 7 prints none)."""
+    augs = ["fmu_a02", "fmu_a10", "pmu50_a07"]
+    rows = []
+    for seed in (0, 1):
+        for i, saug in enumerate(augs):
+            cell = {"kd": "rescaled_kd", "sarch": "wrn_16_2", "saug": saug}
+            for eps in (0.0, 0.01):
+                acc = 0.7 - eps * 10 * (3 - i) / 3 + 0.01 * seed
+                rows.append(_row(seed, "wrn_40_2", "standard", f"fgsm_{eps:g}", acc, **cell))
+                rows.append(_row(seed, "wrn_40_2", "standard", f"ifgsm_{eps:g}", acc, **cell))
+    path = tmp_path / "m.csv"
+    write_long_csv(path, rows)
+    exp = {
+        "dataset": "cifar100",
+        "compare_with_paper": False,
+        "teachers": {"archs": ["wrn_40_2"], "augmentations": ["standard"]},
+        "students": {"archs": ["wrn_16_2"], "augmentations": augs, "kd_methods": ["rescaled_kd"]},
+        "eval_splits": {"test": "test"},
+    }
+    choi.render(path, exp, "last", "table_mixup_attacks", str(tmp_path / "a"))
+    table = _read(tmp_path / "a")
+    assert list(table) == [f"rescaled_kd/{a}" for a in augs]
+    # fmu_a02: 0.7 - 0.1 (+0.005 mean seed offset) -> 60.5 %; pmu50_a07: 0.7 - 0.1/3 + 0.005
+    assert float(table["rescaled_kd/fmu_a02"]["fgsm_eps=0.01_mean"]) == pytest.approx(60.5)
+    assert float(table["rescaled_kd/pmu50_a07"]["ifgsm_eps=0.01_mean"]) == pytest.approx(
+        100 * (0.7 - 0.1 / 3 + 0.005)
+    )
+    assert all(r["fgsm_eps=0.01_paper"] == "" for r in table.values())
+    assert "Fig. 7 (the Table 4 students)" in (tmp_path / "a.md").read_text()
+    choi.render(path, exp, "last", "figure7_mixup_attacks", str(tmp_path / "a.png"))
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_rescaled_table_shows_table1_values_by_paper_rows(tmp_path):

@@ -69,3 +69,20 @@ def test_a_row_the_run_lacks_is_nan_not_inside(runs) -> None:
     cells, _ = compare.compare_runs(ref, run)
     mixup = cells[(cells.file == "exp/last/table3_mnist.csv") & (cells.row == "mixup")]
     assert mixup["run"].isna().all() and mixup["inside"].isna().all()
+
+
+def test_rows_with_empty_key_cells_match_and_read_as_blank(tmp_path: Path) -> None:
+    """A teacher row leaves its student key columns empty (NaN once read): it still
+    matches the run's row and its label shows the blanks, not 'nan'."""
+    header = "teacher,student," + HEADER.split(",", 1)[1]
+    text = header + "resnet20,,0.8,0.01,3,0.78,0.82,,\nresnet20,resnet8,0.7,0.01,3,0.69,0.71,,\n"
+    for root in ("ref", "run"):
+        write(tmp_path / root, "exp/last/t.csv", text)
+    cells, missing = compare.compare_runs(tmp_path / "ref", tmp_path / "run")
+    assert missing == [] and list(cells["row"]) == ["resnet20 / ", "resnet20 / resnet8"]
+    assert cells["inside"].tolist() == [True, True]
+    one_key = "row," + HEADER.split(",", 1)[1] + "kd_t4/standard,0.8,0.01,3,0.78,0.82,,\n"
+    for root in ("ref", "run"):  # Wang's and Choi's accuracy tables name their key "row"
+        write(tmp_path / root, "exp/last/t.csv", one_key)
+    cells, _ = compare.compare_runs(tmp_path / "ref", tmp_path / "run")
+    assert list(cells["row"]) == ["kd_t4/standard"]

@@ -51,6 +51,15 @@ def test_claims_table_and_readme_markers(tmp_path: Path) -> None:
     row = "| exp | A beats B (`c1`) | A > B | 0.012 [0.002, 0.022], p = 0.03, n = 3 | **holds** |"
     assert row in md
     assert "Pipes \\| here" in md
+    corr = tmp_path / "ref2/exp/last/claims.csv"
+    corr.parent.mkdir(parents=True)
+    corr.write_text(
+        CLAIMS_HEADER.replace("\n", ",test\n")
+        + "r1,T tracks L,positive,r(T),0,0.8,0.3,0.9,0.01,9,holds,correlation\n"
+        + "r2,T beats V,positive,r(T),r(V),0.1,,,0.5,9,not significant,correlation\n"
+    )
+    md2 = reference.claims_markdown(reference.claims_frame(tmp_path / "ref2"))
+    assert "| r(T) > 0 |" in md2 and "| r(T) > r(V) |" in md2
     assert md.rstrip().endswith("2 verdicts: 1 holds, 1 not significant.")
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- fashion-claims -->\nstale text\n<!-- /fashion-claims -->\nend\n")
@@ -65,7 +74,7 @@ def test_the_committed_reference_parses_and_names_known_claims() -> None:
     for path in (ROOT / "src/kdaug/papers/claims").glob("*.yaml"):
         defined |= {entry["id"] for entry in yaml.safe_load(path.read_text())}
     frame = reference.claims_frame(COMMITTED)
-    assert set(frame["id"]) <= defined
+    assert {i.split("[")[0] for i in frame["id"]} <= defined  # [teacher/student] suffixes
     assert frame["n"].max() >= 3  # seeds: verdicts are tests, not single runs
     for path in COMMITTED.rglob("*.csv"):
         assert not pd.read_csv(path).empty, path

@@ -93,20 +93,25 @@ def test_wang_grid_dry_run(wd: Path) -> None:
 def test_choi_grid_dry_run(wd: Path) -> None:
     """Choi et al.'s CIFAR-100 cells per seed (shared cells counted once): teachers 5 x
     {plain, mixup} + wrn_40_2 + resnet32x4, vgg13, ResNet50; students: 20 scenario cells,
-    25 x 2 temperature cells less the 5 shared with the scenarios, 26 partial-mixup cells,
-    13 pairs x 18 Table 1 rows (the student alone, KD, the CRD benchmark's 12 other
-    methods, 4 of ours) less 4 shared, 9 robustness rows less the 5 in Table 1 (vanilla,
-    KD, ICKD, CRD, ours), Figure 6's resnet110 -> resnet20 grid (16 PMU + 4 FMU + no
-    mixup) less the 4 in Table 1 (no mixup, PMU 10 % and 50 %, FMU at alpha 1)."""
+    25 x 2 temperature cells less the 5 shared with the scenarios, 28 partial-mixup cells
+    (26 of the grid, Table 4's KD and Vanilla rows), 13 pairs x 18 Table 1 rows (the
+    student alone, KD, the CRD benchmark's 12 other methods, 4 of ours) less 6 shared, 9
+    robustness rows less the 5 in Table 1 (vanilla, KD, ICKD, CRD, ours), Figure 6's
+    resnet110 -> resnet20 grid (16 PMU + 4 FMU + no mixup) less the 4 in Table 1 (no
+    mixup, PMU 10 % and 50 %, FMU at alpha 1); Figure 7's ablation trains nothing new
+    (Table 4's students) and attacks its teacher and 8 students."""
     run = (
         "run=[choi2023_scenarios,choi2023_temperature,choi2023_partial_mixup,"
-        "choi2023_partial_mixup_rn110,choi2023_rescaled,choi2023_robustness]"
+        "choi2023_partial_mixup_rn110,choi2023_rescaled,choi2023_robustness,"
+        "choi2023_mixup_attacks]"
     )
     out = snakemake(wd, "-n", "--cores", "4", "--resources", "gpu=1", "--config", run).stdout
     counts = job_counts(out)
     assert counts["train_teacher"] == 3 * (10 + 1 + 3)
-    assert counts["distill_student"] == 3 * (20 + (50 - 5) + 26 + (13 * 18 - 4) + (9 - 5) + (21 - 4))
-    assert counts["attack_model"] == 3 * (1 + 9)
+    assert counts["distill_student"] == 3 * (
+        20 + (50 - 5) + 28 + (13 * 18 - 6) + (9 - 5) + (21 - 4)
+    )
+    assert counts["attack_model"] == 3 * (1 + 9 + (1 + 8))
 
 
 def test_fashion_mnist_suite_dry_run(wd: Path) -> None:

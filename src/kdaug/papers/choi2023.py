@@ -11,6 +11,8 @@
 - ``choi2023_rescaled`` (Table 1's "Ours" rows): accuracy per (KD method, augmentation)
   row and teacher/student pair.
 - ``choi2023_robustness`` (Table 3, Figure 7): accuracy under FGSM and I-FGSM per eps.
+- ``choi2023_mixup_attacks`` (Figure 7 as the paper draws it: the alpha / PMU ablation on
+  Table 4's students): the same attack table and bars, one row per mixup setting.
 
 Published values (``papers/values/choi2023.yaml``: Tables 1, 3, 4) sit beside ours when the
 experiment's dataset is the paper's (``cifar100``) and ``compare_with_paper`` is not false.
@@ -29,6 +31,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +45,7 @@ from kdaug.papers.wang2022 import WangResults, accuracy_table
 from kdaug.report import plots
 from kdaug.report.registry import Paper, Report, register_paper, register_report
 from kdaug.report.results import Summary, summarize
-from kdaug.report.tables import Cell, PaperLookup, Table, paper_lookup
+from kdaug.report.tables import Cell, PaperLookup, Table, paper_lookup, paper_values
 
 PAPER = "choi2023"
 # Per dataset: the paper's tables of each kind (a dataset not listed has no paper values).
@@ -199,13 +202,31 @@ def pmu_grid(exp: Mapping[str, Any]) -> tuple[list[int], list[str], dict[tuple[i
 
 
 def _single_pair(exp: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    """The partial-mixup grid's (teacher arch, teacher aug, student arch, KD method): the
+    KD method is the one the PMU/FMU students use (Table 4's w/o M. rows add others)."""
     tarch = _one(exp["teachers"]["archs"], "teacher arch")
+    taug = _one(exp["teachers"]["augmentations"], "teacher augmentation")
+    grid_kds = {kd for kd, aug in student_variants(exp, taug) if PMU_NAME.match(aug)}
     return (
         tarch,
-        _one(exp["teachers"]["augmentations"], "teacher augmentation"),
+        taug,
         _one(students_of(exp, tarch), "student arch"),
-        _one(exp["students"]["kd_methods"], "KD method"),
+        _one(sorted(grid_kds), "KD method"),
     )
+
+
+def _without_mixup_lookup(exp: Mapping[str, Any]) -> Callable[[str], tuple[float | None, int]]:
+    """Table 4's "w/o M." rows (KD, Vanilla: one value spanning the alpha columns) by
+    ``paper_rows`` (``kd_t4/standard: kd``)."""
+    names = PAPER_TABLES.get(exp["dataset"], {}).get("partial_mixup", ())
+    tables = paper_values(PAPER)["tables"] if exp.get("compare_with_paper", True) else {}
+    values = {k: v for n in names if n in tables for k, v in tables[n]["without_mixup"].items()}
+
+    def lookup(label: str) -> tuple[float | None, int]:
+        value = values.get(exp.get("paper_rows", {}).get(label, ""))
+        return (None, 3) if value is None else (float(value), 2)
+
+    return lookup
 
 
 def partial_mixup_table(results: ChoiResults, selection: str) -> Table:
@@ -227,24 +248,26 @@ def partial_mixup_table(results: ChoiResults, selection: str) -> Table:
             for a in alphas
         ]
         rows.append(([label], cells))
-    plain = [a for a in exp["students"]["augmentations"] if not PMU_NAME.match(a)]
-    for aug in plain:
-        acc = results.accuracy(tarch, taug, selection, (sarch, kd, aug))
-        rows.append(
-            (
-                [f"no mixup ({aug})"],
-                [Cell(acc, None)] + [Cell(summarize([]), None)] * (len(alphas) - 1),
-            )
-        )
+    without = _without_mixup_lookup(exp)
+    for kd_, aug in student_variants(exp, taug):
+        if PMU_NAME.match(aug):
+            continue
+        acc = results.accuracy(tarch, taug, selection, (sarch, kd_, aug))
+        label = f"no mixup ({aug})" if kd_ == kd else f"no mixup ({kd_}/{aug})"
+        empty = [Cell(summarize([]), None)] * (len(alphas) - 1)
+        rows.append(([label], [Cell(acc, *without(f"{kd_}/{aug}")), *empty]))
     caption = (
         f"**Partial mixup** ({selection} weights; {tarch} → {sarch}, {kd}): student test "
         "accuracy (%) per mixed fraction of each batch (rows) and mixup alpha (columns); "
-        "the no-mixup row has one value (first column). Choi et al. Table 4."
+        "each no-mixup row (Table 4's w/o M.: the grid's KD method, KD, Vanilla) has one "
+        "value (first column). Choi et al. Table 4."
     )
     return Table(caption, ["mixup"], [f"alpha={a}" for a in alphas], rows, metric="accuracy")
 
 
-def robustness_table(results: ChoiResults, selection: str) -> Table:
+def robustness_table(
+    results: ChoiResults, selection: str, source: str = "Choi et al. Table 3"
+) -> Table:
     exp = results.exp
     tarch = _one(exp["teachers"]["archs"], "teacher arch")
     taug = _one(exp["teachers"]["augmentations"], "teacher augmentation")
@@ -272,7 +295,7 @@ def robustness_table(results: ChoiResults, selection: str) -> Table:
     caption = (
         f"**Accuracy under white-box attacks** ({selection} weights; {tarch} → {sarch}): "
         "test accuracy (%) under FGSM and 10-step I-FGSM at each eps (pixel units in "
-        "[0, 1]); eps = 0 is the clean accuracy. Choi et al. Table 3."
+        f"[0, 1]); eps = 0 is the clean accuracy. {source}."
     )
     return Table(caption, ["row"], header, rows, metric="accuracy")
 
@@ -346,10 +369,11 @@ def plot_partial_mixup(results: ChoiResults, selection: str, path: str) -> None:
     plt = plots.pyplot()
     fig, ax = plt.subplots(figsize=(7.0, 4.2))
     alphas = [h.split("=")[1] for h in table.value_header]
+    styles = iter(["--", ":", "-."] * len(table.rows))
     for keys, cells in table.rows:
         if keys[0].startswith("no mixup"):
             if not cells[0].summary.empty:
-                ax.axhline(cells[0].summary.mean, color="grey", ls="--", label=keys[0])
+                ax.axhline(cells[0].summary.mean, color="grey", ls=next(styles), label=keys[0])
             continue
         ys = [c.summary.mean for c in cells]
         errs = [0.0 if math.isnan(c.summary.std) else c.summary.std for c in cells]
@@ -363,7 +387,15 @@ def plot_partial_mixup(results: ChoiResults, selection: str, path: str) -> None:
     plots.save(fig, path)
 
 
-def plot_robustness(results: ChoiResults, selection: str, path: str) -> None:
+def mixup_attacks_table(results: ChoiResults, selection: str) -> Table:
+    """Figure 7's ablation as a table: rows are Table 4's students (full mixup per alpha,
+    partial mixup per fraction), columns FGSM / I-FGSM per eps."""
+    return robustness_table(results, selection, "Choi et al. Fig. 7 (the Table 4 students)")
+
+
+def plot_robustness(
+    results: ChoiResults, selection: str, path: str, figure: str = "Table 3 / Fig. 7"
+) -> None:
     table = robustness_table(results, selection)
     plt = plots.pyplot()
     fig, axes = plt.subplots(1, len(ATTACKS), figsize=(6.0 * len(ATTACKS), 4.2), squeeze=False)
@@ -377,7 +409,7 @@ def plot_robustness(results: ChoiResults, selection: str, path: str) -> None:
         }
         plots.grouped_bars(ax, groups, series, "test accuracy (%)")
         ax.set_title(method.upper())
-    plots.finish(fig, path, f"Accuracy under attack ({selection}; Choi et al. Table 3 / Fig. 7)")
+    plots.finish(fig, path, f"Accuracy under attack ({selection}; Choi et al. {figure})")
 
 
 # -- figures from stored outputs (Figures 1, 3, 4) -------------------------------------------
@@ -562,12 +594,14 @@ TABLES: dict[str, Callable[[ChoiResults, str], Table]] = {
     "table_temperature": temperature_table,
     "table4_partial_mixup": partial_mixup_table,
     "table3_robustness": robustness_table,
+    "table_mixup_attacks": mixup_attacks_table,
 }
 FIGURES: dict[str, Callable[[ChoiResults, str, str], None]] = {
     "figure2_scenarios": plot_scenarios,
     "figure5_temperature": plot_temperature,
     "figure6_partial_mixup": plot_partial_mixup,
     "figure7_robustness": plot_robustness,
+    "figure7_mixup_attacks": partial(plot_robustness, figure="Fig. 7, alpha / PMU ablation"),
 }
 
 
@@ -646,6 +680,13 @@ for _name, _tables, _figures, _claim in (
         ("figure7_robustness",),
         "Rescaled-logit KD with PMU is more robust to FGSM and I-FGSM than vanilla training "
         "and KD, with or without mixup (Choi et al. 2023, Table 3).",
+    ),
+    (
+        "choi2023_mixup_attacks",
+        ("table_mixup_attacks",),
+        ("figure7_mixup_attacks",),
+        "Stronger mixup (higher alpha, more of each batch mixed) makes a student more robust "
+        "to FGSM and I-FGSM (Choi et al. 2023, Fig. 7).",
     ),
 ):
     register_report(_name, Report(PAPER, _tables, _figures, claim=_claim))

@@ -37,6 +37,10 @@ def key_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in fields]
 
 
+def _row_label(keys: pd.Series) -> str:
+    return " / ".join("" if pd.isna(v) else str(v) for v in keys)
+
+
 def compare_table(reference: pd.DataFrame, run: pd.DataFrame) -> pd.DataFrame:
     """One row per (table row, value column) of the reference: means, difference, and
     whether the run's mean is inside the reference's interval (NA without one)."""
@@ -59,8 +63,11 @@ def compare_table(reference: pd.DataFrame, run: pd.DataFrame) -> pd.DataFrame:
         part["inside"] = inside
         rows.append(part)
     out = pd.concat(rows, ignore_index=True)
-    out.insert(0, "row", out[keys].astype(str).agg(" / ".join, axis=1))
-    return out.drop(columns=keys)
+    # an empty key cell (a teacher row's student columns) reads NaN whatever the dtype
+    label = out[keys].apply(_row_label, axis=1)
+    out = out.drop(columns=keys)
+    out.insert(0, "row", label)  # a table whose key column is itself named "row" too
+    return out
 
 
 def compare_claims(reference: pd.DataFrame, run: pd.DataFrame) -> pd.DataFrame:

@@ -30,7 +30,7 @@ from kdaug.provenance import file_sha256, git_commit
 # What a reference keeps of an experiment's folder (never models or raw outputs).
 KEPT = {".csv", ".md", ".tex", ".png"}
 MARKERS = ("<!-- fashion-claims -->", "<!-- /fashion-claims -->")
-EXPECT_WORDS = {"greater": ">", "less": "<", "positive": "r > 0", "stronger": "|r| larger"}
+EXPECT_WORDS = {"greater": ">", "less": "<"}
 
 
 def publish(
@@ -99,6 +99,14 @@ def _number(x: Any, digits: int = 3) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}g}"
 
 
+def _direction(row: Any) -> str:
+    """ "a > b" for a paired claim; for a correlation claim, "r(...) > 0" (b is 0) or
+    "r(...) > r(baseline)" (b is the baseline statistic's r over the same points)."""
+    if getattr(row, "test", "") == "correlation":
+        return f"{row.a_label} > {row.b_label}"
+    return f"{row.a_label} {EXPECT_WORDS.get(row.expect, row.expect)} {row.b_label}"
+
+
 def claims_markdown(frame: pd.DataFrame) -> str:
     """claim | paper's direction | ours (mean difference, 95% CI, p, n) | verdict."""
     lines = [
@@ -106,7 +114,7 @@ def claims_markdown(frame: pd.DataFrame) -> str:
         "|---|---|---|---|---|",
     ]
     for row in frame.itertuples(index=False):
-        direction = f"{row.a_label} {EXPECT_WORDS.get(row.expect, row.expect)} {row.b_label}"
+        direction = _direction(row)
         ours = (
             f"{_number(row.diff_mean)} [{_number(row.ci_low)}, {_number(row.ci_high)}], "
             f"p = {_number(row.p, 2)}, n = {row.n}"
