@@ -455,7 +455,7 @@ def measure_methods(bench: Bench, pair: str, cells: list[dict]) -> list[dict]:
           "| KD method | loss | img/s | vs plain KD |\n|---|---|---|---|")  # fmt: skip
     rows: list[dict] = []
     for kd in method_entries(bench.config):
-        entry = bench.config["kd_methods"][kd]
+        entry = plan.student_method(bench.config["kd_methods"][kd], sname)
         rate = method_rate(bench, work, entry)
         rows.append({"kd": kd, "loss": entry["loss"], "img_s": rate})
         print(f"| {kd} | {entry['loss']} | {rate:.0f} | {rate / rows[0]['img_s']:.2f} |",
