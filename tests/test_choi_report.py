@@ -28,6 +28,30 @@ def _read(stem) -> dict[str, dict[str, str]]:
     return {r[key] if key != "teacher" else f"{r['teacher']}/{r['student']}": r for r in rows}
 
 
+def _variants_run(tmp_path, tarch, archs, variants, teacher_acc=None):
+    """A metrics CSV with one student per (KD method, augmentation) variant, accuracy
+    0.70 + 0.01 * its index (and the teacher's, if given), and its experiment."""
+    sarch = archs[tarch][0] if isinstance(archs, dict) else archs[0]
+    rows = [] if teacher_acc is None else [_row(0, tarch, "standard", "accuracy", teacher_acc)]
+    for i, (kd, saug) in enumerate(variants):
+        cell = {"kd": kd, "sarch": sarch, "saug": saug}
+        rows.append(_row(0, tarch, "standard", "accuracy", 0.70 + 0.01 * i, **cell))
+    path = tmp_path / "m.csv"
+    write_long_csv(path, rows)
+    exp = {
+        "dataset": "cifar100",
+        "teachers": {"archs": [tarch], "augmentations": ["standard"]},
+        "students": {
+            "archs": archs,
+            "augmentations": list(dict.fromkeys(a for _, a in variants)),
+            "kd_methods": list(dict.fromkeys(k for k, _ in variants)),
+            "variants": [{"kd_method": k, "augmentation": a} for k, a in variants],
+        },
+        "eval_splits": {"test": "test"},
+    }
+    return path, exp
+
+
 def test_scenarios_map_teacher_and_student_mixup(tmp_path):
     # Student accuracy encodes its scenario: 0.70 + 0.01 * (teacher mixup) + 0.02 * (student mixup).
     rows = []
@@ -104,24 +128,8 @@ def test_partial_mixup_table_shows_table4s_rows_without_mixup(tmp_path):
         ("rescaled_kd", "pmu10_a10"), ("rescaled_kd", "fmu_a10"), ("rescaled_kd", "standard"),
         ("kd_t4", "standard"), ("ce_only", "standard"),
     ]  # fmt: skip
-    rows = []
-    for i, (kd, aug) in enumerate(variants):
-        cell = {"kd": kd, "sarch": "wrn_16_2", "saug": aug}
-        rows.append(_row(0, "wrn_40_2", "standard", "accuracy", 0.70 + 0.01 * i, **cell))
-    path = tmp_path / "m.csv"
-    write_long_csv(path, rows)
-    exp = {
-        "dataset": "cifar100",
-        "teachers": {"archs": ["wrn_40_2"], "augmentations": ["standard"]},
-        "students": {
-            "archs": ["wrn_16_2"],
-            "augmentations": ["standard", "pmu10_a10", "fmu_a10"],
-            "kd_methods": ["rescaled_kd", "kd_t4", "ce_only"],
-            "variants": [{"kd_method": k, "augmentation": a} for k, a in variants],
-        },
-        "paper_rows": {"kd_t4/standard": "kd", "ce_only/standard": "vanilla"},
-        "eval_splits": {"test": "test"},
-    }
+    path, exp = _variants_run(tmp_path, "wrn_40_2", ["wrn_16_2"], variants)
+    exp["paper_rows"] = {"kd_t4/standard": "kd", "ce_only/standard": "vanilla"}
     choi.render(path, exp, "last", "table4_partial_mixup", str(tmp_path / "p"))
     table = _read(tmp_path / "p")
     assert list(table) == [
@@ -212,26 +220,10 @@ def test_mixup_attacks_rows_are_the_mixup_settings_without_paper_values(tmp_path
 
 
 def test_rescaled_table_shows_table1_values_by_paper_rows(tmp_path):
-    rows = [_row(0, "resnet56", "standard", "accuracy", 0.72)]
     variants = [("kd_t4", "standard"), ("rescaled_kd", "pmu10_a10")]
-    for i, (kd, saug) in enumerate(variants):
-        cell = {"kd": kd, "sarch": "resnet20", "saug": saug}
-        rows.append(_row(0, "resnet56", "standard", "accuracy", 0.70 + 0.01 * i, **cell))
-    path = tmp_path / "m.csv"
-    write_long_csv(path, rows)
-    exp = {
-        "dataset": "cifar100",
-        "teachers": {"archs": ["resnet56"], "augmentations": ["standard"]},
-        "students": {
-            "archs": {"resnet56": ["resnet20"]},
-            "augmentations": ["standard", "pmu10_a10"],
-            "kd_methods": ["kd_t4", "rescaled_kd"],
-            "variants": [{"kd_method": k, "augmentation": a} for k, a in variants],
-        },
-        "eval_splits": {"test": "test"},
-        "paper_rows": {"teacher": "teacher", "kd_t4/standard": "kd",
-                       "rescaled_kd/pmu10_a10": "ours_pmu10"},
-    }  # fmt: skip
+    path, exp = _variants_run(tmp_path, "resnet56", {"resnet56": ["resnet20"]}, variants, 0.72)
+    exp["paper_rows"] = {"teacher": "teacher", "kd_t4/standard": "kd",
+                         "rescaled_kd/pmu10_a10": "ours_pmu10"}  # fmt: skip
     choi.render(path, exp, "last", "table1_rescaled", str(tmp_path / "t"))
     with open(tmp_path / "t.csv") as fh:
         table = {r["row"]: r for r in csv.DictReader(fh)}
