@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from kdaug import plan
 from kdaug.io import write_long_csv
 from kdaug.papers import choi2023 as choi
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _row(seed, tarch, taug, metric, value, split="test", **student):
@@ -278,6 +282,39 @@ def test_outputs_figures_read_every_scenario_model(tmp_path):
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="expects 12 outputs files, got 1"):
         choi.render(None, exp, "last", "figure4_class_distributions", "x.png", outputs=files[:1])
+
+
+def test_figures_contrast_the_listed_teachers(tmp_path):
+    """figures.teachers (Choi et al. contrast ResNet110 with ResNet20 in Figs. 3-4): each
+    listed teacher's pair and scenario students, in the listed order, drawn."""
+    exp = _scenario_exp()
+    exp["teachers"]["archs"] = ["resnet20", "resnet110"]
+    exp["figures"]["teachers"] = ["resnet110", "resnet20"]
+    labels = [label for label, _ in choi.scenario_models(exp)]
+    assert labels[:6] == ["T:resnet110", "Mix-T:resnet110", "T(resnet110)&S:resnet8",
+                          "Mix-T(resnet110)&S:resnet8", "Mix-T(resnet110)&Mix-S:resnet8",
+                          "T(resnet110)&Mix-S:resnet8"]  # fmt: skip
+    assert labels[6:8] == ["T:resnet20", "Mix-T:resnet20"] and len(set(labels)) == 12
+    cells = dict(choi.scenario_models(exp))
+    assert cells["Mix-T(resnet110)&S:resnet8"].teacher_arch == "resnet110"
+    rng = np.random.default_rng(1)
+    for name, count in (("figure3_tsne", 12), ("figure4_class_distributions", 24)):
+        files = []
+        for i, _ in enumerate(choi.figure_sources(exp, name, "last")):
+            files.append(tmp_path / f"{name}{i}.npz")
+            _write_outputs(files[-1], spread=0.5 + i % 6, rng=rng)
+        assert len(files) == count  # 2 teachers x 6 models (x train, test for Figure 4)
+        choi.render(None, exp, "last", name, str(tmp_path / f"{name}.png"), outputs=files)
+        assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_figure_teacher_the_experiment_lacks_is_named() -> None:
+    config = plan.load_layered_config([ROOT / "config/config.yaml"])
+    config["experiments"]["choi2023_scenarios"]["figures"]["teachers"] = ["resnet111"]
+    with pytest.raises(
+        plan.ConfigError, match=r"choi2023_scenarios.figures.teachers: \['resnet111'\]"
+    ):
+        plan.check_config(config)
 
 
 def test_class_mean_distributions_by_hand():

@@ -365,6 +365,13 @@ def known_class_names(config: Mapping[str, Any], dataset: str) -> tuple[str, ...
 
 
 def _check_figure_classes(config: Mapping[str, Any], exp: Mapping[str, Any], where: str) -> None:
+    stray = [t for t in (exp.get("figures") or {}).get("teachers") or ()
+             if t not in exp["teachers"]["archs"]]  # fmt: skip
+    if stray:
+        raise ConfigError(
+            f"{where}.figures.teachers: {stray} are not teacher archs of the experiment "
+            f"({', '.join(exp['teachers']['archs'])})"
+        )
     names = known_class_names(config, exp["dataset"])
     wanted = (exp.get("figures") or {}).get("tsne_classes") or []
     missing = [c for c in wanted if names is not None and c not in names]

@@ -415,23 +415,39 @@ def plot_robustness(
 # -- figures from stored outputs (Figures 1, 3, 4) -------------------------------------------
 
 
+def figure_teachers(exp: Mapping[str, Any]) -> list[str]:
+    """The teacher archs the output figures show (``figures.teachers``; default the first):
+    Choi et al. contrast ResNet110 with ResNet20 in Figures 3 and 4."""
+    return list((exp.get("figures") or {}).get("teachers") or exp["teachers"]["archs"][:1])
+
+
 def scenario_models(exp: Mapping[str, Any]) -> list[tuple[str, ModelCell]]:
-    """(label, model) of the first teacher arch, first seed: its teachers trained without
-    and with mixup (Figure 1's S / Mix-S) and the student of each scenario (Figure 3)."""
-    tarch = exp["teachers"]["archs"][0]
-    sarch = _one(students_of(exp, tarch), "student arch")
+    """(label, model), first seed, per :func:`figure_teachers` arch: its teachers trained
+    without and with mixup (Figure 1's S / Mix-S) and the student of each scenario
+    (Figure 3)."""
     kd = _one(exp["students"]["kd_methods"], "KD method")
     seed, dataset = exp["seeds"][0], exp["dataset"]
     t_plain, t_mix = _plain_and_mixup(exp, "teachers")
-    models = [
-        (f"T:{tarch}", ModelCell(dataset, seed, tarch, t_plain)),
-        (f"Mix-T:{tarch}", ModelCell(dataset, seed, tarch, t_mix)),
-    ]
-    for scenario, (taug, saug) in scenario_augmentations(exp).items():
-        models.append(
-            (f"{scenario}:{sarch}", ModelCell(dataset, seed, tarch, taug, kd, sarch, saug))
-        )
+    models = []
+    for tarch in figure_teachers(exp):
+        sarch = _one(students_of(exp, tarch), "student arch")
+        models += [
+            (f"T:{tarch}", ModelCell(dataset, seed, tarch, t_plain)),
+            (f"Mix-T:{tarch}", ModelCell(dataset, seed, tarch, t_mix)),
+        ]
+        for scenario, (taug, saug) in scenario_augmentations(exp).items():
+            label = f"{scenario}:{sarch}" if len(figure_teachers(exp)) == 1 else (
+                f"{scenario.replace('T', 'T(' + tarch + ')', 1)}:{sarch}"
+            )  # fmt: skip
+            models.append((label, ModelCell(dataset, seed, tarch, taug, kd, sarch, saug)))
     return models
+
+
+def _panels_per_teacher(exp: Mapping[str, Any]) -> list[list[str]]:
+    """:func:`scenario_models` labels in one row per figure teacher (its 6 models)."""
+    labels = [label for label, _ in scenario_models(exp)]
+    width = len(labels) // len(figure_teachers(exp))
+    return [labels[i : i + width] for i in range(0, len(labels), width)]
 
 
 def _figure_splits(exp: Mapping[str, Any], name: str) -> list[str]:
@@ -486,14 +502,14 @@ def plot_tsne(exp: Mapping[str, Any], selection: str, outputs: Sequence[str], pa
         raise ValueError("figure3_tsne needs evaluation.vscore_groups")
     data = _load_outputs(exp, "figure3_tsne", outputs)
     split = _figure_splits(exp, "figure3_tsne")[0]
-    models = [label for label, _ in scenario_models(exp)]
+    rows_ = [(models, g, c) for models in _panels_per_teacher(exp) for g, c in groups.items()]
     per_class = int(exp.get("figures", {}).get("tsne_per_class", 250))
     plt = plots.pyplot()
+    width = len(rows_[0][0])
     fig, axes = plt.subplots(
-        len(groups), len(models), figsize=(2.5 * len(models) + 1.2, 2.6 * len(groups)),
-        squeeze=False,
-    )  # fmt: skip
-    for i, (group, classes) in enumerate(groups.items()):
+        len(rows_), width, figsize=(2.5 * width + 1.2, 2.6 * len(rows_)), squeeze=False
+    )
+    for i, (models, group, classes) in enumerate(rows_):
         for j, label in enumerate(models):
             d, ax = data[(label, split)], axes[i, j]
             if d.embeddings is None:
@@ -544,14 +560,15 @@ def plot_class_distributions(
         raise ValueError("figure4_class_distributions needs evaluation.vscore_groups")
     group, classes = next(iter(groups.items()))
     data = _load_outputs(exp, "figure4_class_distributions", outputs)
-    splits = _figure_splits(exp, "figure4_class_distributions")
-    models = [label for label, _ in scenario_models(exp)]
+    rows_ = [(m, s) for m in _panels_per_teacher(exp)
+             for s in _figure_splits(exp, "figure4_class_distributions")]  # fmt: skip
     plt = plots.pyplot()
+    width = len(rows_[0][0])
     fig, axes = plt.subplots(
-        len(splits), len(models), figsize=(2.3 * len(models) + 1.0, 2.2 * len(splits) + 0.6),
+        len(rows_), width, figsize=(2.3 * width + 1.0, 2.2 * len(rows_) + 0.6),
         squeeze=False, layout="constrained",
     )  # fmt: skip
-    for i, split in enumerate(splits):
+    for i, (models, split) in enumerate(rows_):
         for j, label in enumerate(models):
             d, ax = data[(label, split)], axes[i, j]
             logp = log_softmax(d.logits)
@@ -568,7 +585,7 @@ def plot_class_distributions(
             for c in indices:  # outline the true class of each row
                 ax.add_patch(plt.Rectangle((c, indices.index(c)), 1, 1, fill=False,
                                            edgecolor="c", linewidth=0.8))  # fmt: skip
-            if i == len(splits) - 1:
+            if i == len(rows_) - 1:
                 ax.set_xlabel("predicted class (all)", fontsize=8)
         axes[i, 0].set_ylabel(f"true class ({split})", fontsize=8)
     fig.colorbar(image, ax=axes, label="mean predicted probability", shrink=0.8, pad=0.01)
