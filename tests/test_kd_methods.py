@@ -50,8 +50,9 @@ def one_thread():
 
 
 def spec(name: str, **extra) -> dict:
-    """The config's entry for a method (minus what the tests change)."""
-    entry = {k: v for k, v in CONFIG["kd_methods"][name].items()}
+    """The config's entry for a method as a listed student (resnet8: FT's init_lr applies)
+    runs it (plan.student_method resolves the planning keys), plus what the tests change."""
+    entry = plan.student_method(CONFIG["kd_methods"][name], "resnet8")
     entry.update(extra)
     return entry
 
