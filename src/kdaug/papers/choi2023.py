@@ -61,10 +61,15 @@ SCENARIOS = ("T&S", "Mix-T&S", "Mix-T&Mix-S", "T&Mix-S")
 PMU_NAME = re.compile(r"^(?:pmu(?P<percent>\d+)|fmu)_a(?P<alpha>\d+)$")
 
 
+def _paper_tables(exp: Mapping[str, Any], kind: str) -> tuple[str, ...]:
+    """The paper's tables of ``kind`` for the experiment (none without comparison)."""
+    if not exp.get("compare_with_paper", True):
+        return ()
+    return tuple(PAPER_TABLES.get(exp["dataset"], {}).get(kind, ()))
+
+
 def _paper_lookup(exp: Mapping[str, Any], kind: str) -> PaperLookup:
-    compare = exp.get("compare_with_paper", True)
-    names = PAPER_TABLES.get(exp["dataset"], {}).get(kind, ()) if compare else ()
-    return paper_lookup(PAPER, names)
+    return paper_lookup(PAPER, _paper_tables(exp, kind))
 
 
 class ChoiResults:
@@ -218,9 +223,10 @@ def _single_pair(exp: Mapping[str, Any]) -> tuple[str, str, str, str]:
 def _without_mixup_lookup(exp: Mapping[str, Any]) -> Callable[[str], tuple[float | None, int]]:
     """Table 4's "w/o M." rows (KD, Vanilla: one value spanning the alpha columns) by
     ``paper_rows`` (``kd_t4/standard: kd``)."""
-    names = PAPER_TABLES.get(exp["dataset"], {}).get("partial_mixup", ())
-    tables = paper_values(PAPER)["tables"] if exp.get("compare_with_paper", True) else {}
-    values = {k: v for n in names if n in tables for k, v in tables[n]["without_mixup"].items()}
+    tables = paper_values(PAPER)["tables"]
+    values = {}
+    for name in _paper_tables(exp, "partial_mixup"):
+        values.update(tables[name]["without_mixup"])
 
     def lookup(label: str) -> tuple[float | None, int]:
         value = values.get(exp.get("paper_rows", {}).get(label, ""))
@@ -428,18 +434,19 @@ def scenario_models(exp: Mapping[str, Any]) -> list[tuple[str, ModelCell]]:
     kd = _one(exp["students"]["kd_methods"], "KD method")
     seed, dataset = exp["seeds"][0], exp["dataset"]
     t_plain, t_mix = _plain_and_mixup(exp, "teachers")
+    teachers = figure_teachers(exp)
     models = []
-    for tarch in figure_teachers(exp):
+    for tarch in teachers:
         sarch = _one(students_of(exp, tarch), "student arch")
         models += [
             (f"T:{tarch}", ModelCell(dataset, seed, tarch, t_plain)),
             (f"Mix-T:{tarch}", ModelCell(dataset, seed, tarch, t_mix)),
         ]
         for scenario, (taug, saug) in scenario_augmentations(exp).items():
-            label = f"{scenario}:{sarch}" if len(figure_teachers(exp)) == 1 else (
-                f"{scenario.replace('T', 'T(' + tarch + ')', 1)}:{sarch}"
-            )  # fmt: skip
-            models.append((label, ModelCell(dataset, seed, tarch, taug, kd, sarch, saug)))
+            # with several teachers a scenario names its teacher: Mix-T(resnet110)&S
+            named = scenario if len(teachers) == 1 else scenario.replace("T", f"T({tarch})", 1)
+            cell = ModelCell(dataset, seed, tarch, taug, kd, sarch, saug)
+            models.append((f"{named}:{sarch}", cell))
     return models
 
 
