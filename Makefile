@@ -12,7 +12,7 @@ SNAKEMAKE := $(BIN)/snakemake
 # the core count there.
 GPUS ?= $(shell n=$$(nvidia-smi -L 2>/dev/null | wc -l); [ "$$n" -gt 0 ] && echo $$n || echo $(CORES))
 
-.PHONY: setup demo fashion fashion-reference fashion-compare test lint format dryrun clean-demo bench bench-quick gpu-check
+.PHONY: setup demo demo-all fashion fashion-reference fashion-compare test lint format dryrun clean-demo bench bench-quick gpu-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ demo: setup
 	$(SNAKEMAKE) --cores $(CORES) --resources gpu=$(GPUS) --configfile config/demo.yaml \
 		--printshellcmds --show-failed-logs
 	$(BIN)/python -m kdaug.verify --configfile config/demo.yaml
+
+# Every digits experiment of the three papers (the demo's models are reused).
+DEMO_ALL := config/demo.yaml config/demo_all.yaml
+demo-all: setup
+	$(SNAKEMAKE) --cores $(CORES) --resources gpu=$(GPUS) --configfile $(DEMO_ALL) \
+		--printshellcmds --show-failed-logs
+	$(BIN)/python -m kdaug.verify --configfile $(DEMO_ALL)
 
 # The real-data suite: all three papers on real Fashion-MNIST (Debian's
 # dataset-fashion-mnist, read as a mirror), 3 seeds; its wall time goes to results/.

@@ -182,7 +182,7 @@ def check_model_file(check: Check, arch: dict[str, Any]) -> None:
 
     def extract() -> tuple[float, None]:
         tic = time.perf_counter()
-        extract_outputs(model, folder / "test.npz", folder / "test_outputs.npz")
+        extract_outputs(model, {"test": folder / "test.npz"}, folder / "test_outputs.npz")
         return n / (time.perf_counter() - tic), None
 
     def attack() -> tuple[float, None]:

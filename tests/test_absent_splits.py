@@ -70,7 +70,7 @@ def test_without_cinic_and_cifar10h_nothing_reads_or_downloads_them() -> None:
     config = plan.load_layered_config([ROOT / "config/config.yaml"])
     plan.merge_config(config, null_roles("das2020_cifar10", "human", "shifted"))
     plan.check_config(config)
-    splits = {e.split for e in plan.experiment_evaluations(config, "das2020_cifar10")}
+    splits = {s for e in plan.experiment_evaluations(config, "das2020_cifar10") for s in e.splits}
     assert splits == {"test"}
     left = ["table1_test", "table2_shifted", *HUMAN_FILES[1:]]
     assert plan.left_out_files(config, "das2020_cifar10") == left
@@ -137,3 +137,21 @@ def test_a_shifted_split_without_its_shift_parameters_is_a_config_error() -> Non
     del config["datasets"]["digits"]["shift"]
     with pytest.raises(plan.ConfigError, match=r"test_shifted .* datasets\.digits\.shift"):
         plan.check_config(config)
+
+
+def test_each_model_is_evaluated_on_the_splits_the_run_reads_of_it() -> None:
+    """One evaluation job per model: the union of what the experiments of `run` read of
+    it, plus the train split for a teacher whose students read its cached logits."""
+    config = layered({"run": ["das2020_digits", "das2020_digits_mnist"]})
+    table = plan.evaluation_splits(config)
+    teacher = ("digits", 0, "resnet18-none")
+    assert table[teacher] == ["test_human", "test_shifted", "train"]
+    assert table[("digits", 0, "resnet18-none/hinton_t20/lenet-none")] == [
+        "test_human", "test_shifted"]  # fmt: skip
+    # MNIST protocol: test only (no shifted role); its students read cached logits too
+    assert table[("digits_mnist", 0, "alexnet-none")] == ["test_human", "train"]
+    # a role set to null in the run is not evaluated for it
+    config = layered({"run": ["das2020_digits"]}, null_roles("das2020_digits", "shifted"))
+    assert plan.evaluation_splits(config)[teacher] == ["test_human", "train"]
+    with pytest.raises(plan.ConfigError, match="no experiment of `run` evaluates digits seed 7"):
+        plan.model_splits(table, "digits", "7", "resnet18-none")

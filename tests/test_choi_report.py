@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -252,12 +253,16 @@ def _scenario_exp() -> dict:
 
 
 def _write_outputs(path, spread: float, rng) -> None:
+    """A model's outputs file (kdaug.measure.extract): both splits of the toy experiment."""
     labels = np.repeat(np.arange(6), 25)
     centres = rng.normal(size=(6, 8)) * 4
-    embeddings = centres[labels] + rng.normal(size=(len(labels), 8)) * spread
-    logits = np.eye(6)[labels] * 3 / spread + rng.normal(size=(len(labels), 6))
-    np.savez(path, logits=logits, labels=labels, embeddings=embeddings,
-             class_names=np.array(list("abcdef")))  # fmt: skip
+    arrays = {}
+    for split in ("train", "test"):
+        arrays[f"{split}.labels"] = labels
+        arrays[f"{split}.embeddings"] = centres[labels] + rng.normal(size=(150, 8)) * spread
+        arrays[f"{split}.logits"] = np.eye(6)[labels] * 3 / spread + rng.normal(size=(150, 6))
+    np.savez(path, **arrays, class_names=np.array(list("abcdef")),
+             splits=np.array(["train", "test"]))  # fmt: skip
 
 
 def test_outputs_figures_read_every_scenario_model(tmp_path):
@@ -270,7 +275,7 @@ def test_outputs_figures_read_every_scenario_model(tmp_path):
     cell = dict(models)["Mix-T&S:resnet8"]
     assert (cell.teacher_aug, cell.student_aug, cell.kd) == ("fmu_a10", "standard", "kd_t4")
     sources = choi.figure_sources(exp, "figure3_tsne", "last")
-    assert len(sources) == 6 and all("/eval/last/train.npz" in s for s in sources)
+    assert len(sources) == 6 and all(s.endswith("/eval/last/outputs.npz") for s in sources)
     assert choi.figure_sources(exp, "figure2_scenarios", "last") == []
     rng = np.random.default_rng(0)
     for name in ("figure3_tsne", "figure4_class_distributions"):
@@ -322,3 +327,101 @@ def test_class_mean_distributions_by_hand():
     labels = np.array([0, 0, 1])
     means = choi.class_mean_distributions(probs, labels, [1, 0])
     np.testing.assert_allclose(means, [[0.1, 0.9, 0.0], [0.7, 0.2, 0.1]])
+
+
+def _figure1_exp() -> dict:
+    exp = _scenario_exp()
+    exp["teachers"]["archs"] = ["resnet110", "resnet56"]
+    exp["students"] = {"archs": {"resnet110": ["resnet56"]}, "augmentations": ["standard"],
+                       "kd_methods": ["kd_t1", "kd_t4", "kd_t8", "kd_t16"]}  # fmt: skip
+    return exp
+
+
+def test_figure1_draws_scratch_models_and_students_per_temperature(tmp_path):
+    """Figure 1: row 1 the teachers trained from scratch (S, Mix-S per arch), then the
+    resnet56 student of each resnet110 teacher at each temperature; every panel titled
+    with its model, test accuracy and V-score."""
+    exp = _figure1_exp()
+    rows = choi.figure1_models(exp)
+    assert [label for label, _ in rows[0]] == [
+        "S:resnet110", "Mix-S:resnet110", "S:resnet56", "Mix-S:resnet56"]  # fmt: skip
+    assert [label for label, _ in rows[1]] == [
+        f"T:resnet110 & resnet56, kd_t{t}" for t in (1, 4, 8, 16)]  # fmt: skip
+    assert [c.teacher_aug for _, c in rows[2]] == ["fmu_a10"] * 4 and len(rows) == 3
+    assert {c.kd for _, c in rows[0]} == {None}
+    sources = choi.figure_sources(exp, "figure1_tsne", "last")
+    assert len(sources) == 2 * 12  # train (features) and test (accuracy) per model
+    assert "/resnet110-standard/eval/last/" in sources[0] == sources[12]
+    rng = np.random.default_rng(2)
+    files = []
+    for i, _ in enumerate(sources):
+        files.append(tmp_path / f"f1_{i}.npz")
+        _write_outputs(files[-1], spread=0.5 + (i % 12) / 3, rng=rng)
+    out = tmp_path / "figure1_tsne.png"
+    titles = []
+    real_finish = choi.plots.finish
+
+    def finish(fig, path, title, fontsize=10):
+        titles.extend(ax.get_title() for ax in fig.axes if ax.get_title())
+        real_finish(fig, path, title, fontsize)
+
+    choi.plots.finish = finish
+    try:
+        choi.render(None, exp, "last", "figure1_tsne", str(out), outputs=files)
+    finally:
+        choi.plots.finish = real_finish
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    assert len(titles) == 12
+    assert titles[0].startswith("S:resnet110\nacc ") and "V = " in titles[0]
+    assert titles[4].startswith("T:resnet110 & resnet56\nkd_t1\nacc ")
+    assert all(re.search(r"acc \d+\.\d\d%, V = \d\.\d{3}$", t) for t in titles)
+
+
+def test_figure1_table_lists_every_model_with_accuracy_and_vscores(tmp_path):
+    exp = _figure1_exp()
+    rows = []
+    for seed in (0, 1):
+        for _, cell in (m for row in choi.figure1_models(exp) for m in row):
+            student = {} if cell.kd is None else {
+                "kd": cell.kd, "sarch": cell.student_arch, "saug": cell.student_aug}  # fmt: skip
+            for split in ("train", "test"):
+                rows.append(_row(seed, cell.teacher_arch, cell.teacher_aug, "vscore_similar",
+                                 0.5 + 0.1 * seed, split=split, **student))  # fmt: skip
+            rows.append(_row(seed, cell.teacher_arch, cell.teacher_aug, "accuracy", 0.7,
+                             **student))  # fmt: skip
+    write_long_csv(tmp_path / "m.csv", rows)
+    choi.render(tmp_path / "m.csv", exp, "last", "table_figure1", str(tmp_path / "t"))
+    with open(tmp_path / "t.csv") as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == 12
+    assert (table[0]["model"], table[0]["KD_method"]) == ("S:resnet110", "none")
+    assert (table[7]["model"], table[7]["KD_method"]) == ("T:resnet110 & resnet56", "kd_t16")
+    assert float(table[7]["test_accuracy_(%)_mean"]) == pytest.approx(70.0)
+    assert float(table[7]["vscore_similar_(train)_mean"]) == pytest.approx(0.55)
+
+
+def test_figure1_experiment_plans_scratch_models_and_temperature_students() -> None:
+    """choi2023_figure1: resnet110 and resnet56 without / with mixup, and a resnet56
+    student of each resnet110 teacher at T = 1, 4, 8, 16; the teachers and the T = 4 and
+    T = 1 students are the scenario and temperature experiments' cells (5 new per seed)."""
+    config = plan.load_layered_config([ROOT / "config/config.yaml"])
+    plan.check_config(config)
+    for t in (8, 16):
+        assert config["kd_methods"][f"kd_t{t}"] == {"loss": "hinton", "temperature": t,
+                                                   "alpha": 0.9}  # fmt: skip
+    cells = plan.experiment_cells(config, "choi2023_figure1")
+    seeds = config["experiments"]["choi2023_figure1"]["seeds"]
+    teachers = {(c.teacher_arch, c.teacher_aug) for c in cells if c.kd is None}
+    assert teachers == {(a, g) for a in ("resnet110", "resnet56") for g in ("standard", "fmu_a10")}
+    students = [c for c in cells if c.kd is not None]
+    assert len(students) == len(seeds) * 2 * 4
+    assert {(c.teacher_arch, c.student_arch, c.student_aug) for c in students} == {
+        ("resnet110", "resnet56", "standard")}  # fmt: skip
+    assert {c.kd for c in students} == {"kd_t1", "kd_t4", "kd_t8", "kd_t16"}
+    shared = {c for e in ("choi2023_scenarios", "choi2023_temperature")
+              for c in plan.experiment_cells(config, e)}  # fmt: skip
+    assert len(set(cells) - shared) == len(seeds) * 5
+    exp = plan.experiment_view(config, "choi2023_figure1")
+    drawn = {cell for row in choi.figure1_models(exp) for _, cell in row}
+    assert drawn <= set(cells) and len(drawn) == 12
+    assert "last/figure1_tsne.png" in plan.experiment_report_files(config, "choi2023_figure1")

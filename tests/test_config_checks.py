@@ -243,19 +243,19 @@ CELL = {"dataset": "digits", "seed": 0, "role": "teacher", "teacher_arch": "lene
         "teacher_aug": "none", "kd": None, "student_arch": None, "student_aug": None}  # fmt: skip
 
 
-def metrics_record(path: Path, accuracy: float) -> Path:
-    record = {"cell": CELL, "selection": "last", "split": "test", "n": 3,
-              "metrics": {"accuracy": accuracy}}  # fmt: skip
-    write_json(path, record)
+def metrics_record(path: Path, accuracy: float, **more: float) -> Path:
+    splits = {"test": {"n": 3, "metrics": {"accuracy": accuracy}}}
+    splits.update({split: {"n": 3, "metrics": {"accuracy": v}} for split, v in more.items()})
+    write_json(path, {"cell": CELL, "selection": "last", "splits": splits})
     return path
 
 
 def test_a_corrupt_metrics_file_is_named_with_its_rebuild(tmp_path: Path) -> None:
-    good = metrics_record(tmp_path / "eval/last/test.json", 0.5)
-    bad = metrics_record(tmp_path / "eval/last/test_shifted.json", 0.25)
+    good = metrics_record(tmp_path / "a/eval/last/metrics.json", 0.5)
+    bad = metrics_record(tmp_path / "b/eval/last/metrics.json", 0.25)
     bad.write_text(bad.read_text()[:-20])  # cut short
     out = tmp_path / "metrics.csv"
-    rebuild = rf"{bad}: not valid JSON.*delete it, or run snakemake {bad} -R evaluate_split"
+    rebuild = rf"{bad}: not valid JSON.*delete it, or run snakemake {bad} -R evaluate_model"
     with pytest.raises(CorruptRecordError, match=rebuild):
         collect([good, bad], out, experiment="e")
     assert not out.exists()
@@ -265,6 +265,21 @@ def test_a_corrupt_metrics_file_is_named_with_its_rebuild(tmp_path: Path) -> Non
         collect([stats], out, experiment="e")
     collect([good], out, experiment="e")
     assert [r["value"] for r in read_long_csv(out)] == ["0.5"]
+
+
+def test_collect_keeps_the_experiments_splits_and_names_a_missing_one(tmp_path: Path) -> None:
+    """A model's metrics file holds every split the experiments of `run` read of it; an
+    experiment's CSV gets its own splits, and one its model was not evaluated on is an
+    error naming the file and the fix."""
+    both = metrics_record(tmp_path / "eval/last/metrics.json", 0.5, train=0.75)
+    out = tmp_path / "metrics.csv"
+    collect([both], out, experiment="e", splits=["test"])
+    assert [(r["split"], r["value"]) for r in read_long_csv(out)] == [("test", "0.5")]
+    collect([both], out, experiment="e")
+    assert [(r["split"], r["value"]) for r in read_long_csv(out)] == [
+        ("test", "0.5"), ("train", "0.75")]  # fmt: skip
+    with pytest.raises(CorruptRecordError, match=rf"{both}: no metrics on shifted .*'e' to `run`"):
+        collect([both], out, experiment="e", splits=["test", "shifted"])
 
 
 def test_a_long_csv_cut_at_a_line_boundary_is_an_error(tmp_path: Path) -> None:

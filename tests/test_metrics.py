@@ -36,6 +36,7 @@ ALL_METRICS = [
     "mean_entropy",
     "vscore",
     "kld_human",
+    "top5_accuracy",
 ]
 
 # The hand-worked 3-class, 6-sample classification case.
@@ -140,6 +141,7 @@ def test_compute_metrics_merges_flat_floats() -> None:
         "class_discrimination",
         "mean_entropy",  # (vscore adds nothing: no class groups configured here)
         "kld_human",
+        "top5_accuracy",
     }
     assert all(type(v) is float and math.isfinite(v) for v in out.values())
 
@@ -474,3 +476,20 @@ def test_class_discrimination_builds_no_n_by_n_matrix() -> None:
         tracemalloc.stop()
     assert peak < 20 * n * d * 8  # a few copies of the embeddings
     assert abs(cohesion) < 0.01 and abs(adhesion) < 0.01  # isotropic noise: ~0
+
+
+def test_top5_accuracy_by_hand() -> None:
+    """7 classes, 4 samples: the true class ranked 1st, 5th (a hit), 6th (a miss), and
+    tied with the fifth-best (a hit: only 4 classes score strictly higher)."""
+    logits = np.array([
+        [9.0, 1, 2, 3, 4, 5, 6],  # label 0 ranked 1st
+        [7.0, 6, 5, 4, 3, 2, 1],  # label 4 (logit 3) ranked 5th
+        [7.0, 6, 5, 4, 3, 2, 1],  # label 5 (logit 2) ranked 6th
+        [7.0, 6, 5, 4, 3, 3, 1],  # label 5 (logit 3) tied with label 4 at the 5th place
+    ])  # fmt: skip
+    data = EvalData(logits, np.array([0, 4, 5, 5]), 7)
+    assert compute_metrics(data, ["top5_accuracy"]) == {"top5_accuracy": 0.75}
+    # with at most 5 classes every sample is a top-5 hit
+    assert compute_metrics(from_predictions(PREDICTIONS, LABELS), ["top5_accuracy"]) == {
+        "top5_accuracy": 1.0
+    }

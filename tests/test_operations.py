@@ -60,9 +60,9 @@ def test_changing_one_augmentation_reruns_only_its_cells(built: Path) -> None:
     layer = built / "config/cutout8.yaml"
     layer.write_text("augmentations:\n  cutout:\n    - {op: cutout, size: 8}\n")
     counts = planned(built, *DEMO, "config/cutout8.yaml", "--config", SLICE)
-    # the cutout student, its two evaluations, the experiment's collection and renders
+    # the cutout student, its evaluation (both splits), the collection and renders
     assert counts["distill_student"] == 1 and "train_teacher" not in counts
-    assert counts["evaluate_split"] == 2
+    assert counts["evaluate_model"] == 1
     out = run(built, "-n", "--cores", "2", *DEMO, "config/cutout8.yaml", "--config", SLICE).stdout
     # (the training-curve figure lists every model file as an input: look at outputs)
     assert "output: " + STUDENT.format(aug="cutout") + "/model.pt" in out
@@ -70,10 +70,10 @@ def test_changing_one_augmentation_reruns_only_its_cells(built: Path) -> None:
 
 
 def test_forcing_one_rule_for_one_cell_targets_first(built: Path) -> None:
-    target = STUDENT.format(aug="cutmix") + "/eval/best_val/test_human.json"
+    target = STUDENT.format(aug="cutmix") + "/eval/best_val/metrics.json"
     counts = planned(built, target, "-R", "distill_student", *DEMO, "--config", SLICE)
     assert counts["distill_student"] == 1 and "train_teacher" not in counts
-    assert counts["evaluate_split"] == 1
+    assert counts["evaluate_model"] == 1
 
 
 def planned_after_editing(wd: Path, module: str) -> dict[str, int]:

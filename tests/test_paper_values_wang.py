@@ -289,3 +289,29 @@ def test_values_match_paper_text(tables, paper_lines, n):
             underlined = re.findall(r"<u>([0-9.]+)</u>", line)
             want = [f"{cells[c]:.2f}" for r, c in table["underlined"] if r == row]
             assert underlined == want, row
+
+
+def test_imagenet_tables_are_wired_to_their_experiments(tables):
+    """Tables 7-8 (appendix A.1) sit beside wang2022_imagenet100_da / wang2022_imagenet_da:
+    our resnet34_imagenet -> resnet18_imagenet pair is the paper's resnet34 -> resnet18
+    (``paper_archs``), and the lookup returns the printed numbers."""
+    from kdaug import plan
+    from kdaug.papers.wang2022 import PAPER_TABLES, _paper_lookup, paper_arch
+
+    config = plan.load_layered_config([ROOT / "config/config.yaml"])
+    printed = {  # paper text, Tables 7 and 8: KD+CutMixPick (T. ent.) and KD+Identity rows
+        "wang2022_imagenet100_da": {"cutmixpick_t": (2.165, 0.6364), "identity": (2.545, 0.6713)},
+        "wang2022_imagenet_da": {"cutmixpick_t": (0.578, 1.1955), "identity": (0.702, 1.2103)},
+    }
+    for name, rows in printed.items():
+        exp = config["experiments"][name]
+        assert exp["dataset"] in PAPER_TABLES
+        teacher = paper_arch(exp, exp["teachers"]["archs"][0])
+        student = paper_arch(exp, exp["students"]["archs"][exp["teachers"]["archs"][0]][0])
+        assert (teacher, student) == ("resnet34", "resnet18")
+        lookup = _paper_lookup(exp, "tstddev")
+        for row, (tstddev, loss) in rows.items():
+            assert lookup(row, f"{teacher}__tstddev") == (tstddev, 3)
+            assert lookup(row, f"{teacher}__{student}__test_loss") == (loss, 4)
+        schemes = [a.removeprefix("append_") for a in exp["students"]["augmentations"]]
+        assert schemes == DA_ROWS  # the tables' nine rows, in order

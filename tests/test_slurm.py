@@ -17,7 +17,7 @@ from test_workflow import ROOT, SNAKEMAKE, check_report_file, load_config, workd
 pytestmark = pytest.mark.workflow
 
 # One demo experiment that uses every cluster rule but teacher_stats: prepare_split (3),
-# train_teacher (1), distill_student (3), evaluate_split (4), attack_model (4); the quick
+# train_teacher (1), distill_student (3), evaluate_model (4), attack_model (4); the quick
 # rules run locally (localrules). Every SLURM job is a fresh Python + Snakemake start on a
 # 2-core node, so each job costs ~20-40 s beyond its work: 15 jobs took 4 min here and two
 # experiments (33 jobs) ran past 25 min on CI's machine. The whole demo is CI's `make demo`.
@@ -53,7 +53,7 @@ def test_demo_experiments_run_through_slurm(cluster, tmp_path) -> None:
     submitted = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", out)
     rules = re.findall(r"slurm_logs/rule_(\w+?)/", out)
     assert len(submitted) >= CLUSTER_JOBS, out[-3000:]
-    assert {"prepare_split", "train_teacher", "distill_student", "evaluate_split",
+    assert {"prepare_split", "train_teacher", "distill_student", "evaluate_model",
             "attack_model"} <= set(rules)  # fmt: skip
     assert "sbatch call: sbatch" in out or submitted
     config = load_config("config/config.yaml", "config/demo.yaml", "tests/configs/fast.yaml")

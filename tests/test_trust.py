@@ -97,7 +97,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / TEACHER).parent.mkdir(parents=True)
     train_cell(teacher_spec(), train_path=str(root / "train.npz"),
                val_path=str(root / "val.npz"), output=str(root / TEACHER))  # fmt: skip
-    extract_outputs(root / TEACHER, root / "train.npz", root / "logits.npz", embeddings=False)
+    extract_outputs(root / TEACHER, {"train": root / "train.npz"}, root / "logits.npz")
     return root
 
 
@@ -210,7 +210,7 @@ def test_a_model_copied_over_another_cells_path_is_refused(results: Path) -> Non
     with pytest.raises(BadFileError, match=pattern):
         load_trained(alexnet, CPU, expect=expect)
     with pytest.raises(BadFileError, match=pattern):
-        extract_outputs(alexnet, results / "val.npz", results / "o.npz", expect=expect)
+        extract_outputs(alexnet, {"val": results / "val.npz"}, results / "o.npz", expect=expect)
     cell = {"role": "teacher", "dataset": "toy", "seed": 0, "teacher_arch": "alexnet",
             "teacher_aug": "none", "kd": None, "student_arch": None,
             "student_aug": None}  # fmt: skip
@@ -254,7 +254,7 @@ def test_a_truncated_split_fails_before_training_naming_file_and_rule(results: P
 
 @pytest.mark.parametrize(
     ("name", "rule", "kind"),
-    [(TEACHER, "train_teacher", "teacher_path"), ("logits.npz", "evaluate_split",
+    [(TEACHER, "train_teacher", "teacher_path"), ("logits.npz", "evaluate_model",
                                                    "teacher_logits_path")],
 )  # fmt: skip
 def test_a_truncated_teacher_input_fails_before_training(
@@ -375,3 +375,33 @@ def test_attacks_on_a_split_prefix_attack_exactly_those_images(results: Path) ->
     with torch.no_grad():
         clean = (model(data.normalized(torch.arange(5))).argmax(1) == data.labels).float().mean()
     assert first["fgsm_0"] == pytest.approx(float(clean))  # eps 0: clean accuracy of those 5
+
+
+# One evaluation job per model: every split in one outputs file, metrics per split.
+def test_one_outputs_file_holds_each_split_and_its_metrics(made: Path, tmp_path: Path) -> None:
+    from kdaug.io import read_json
+    from kdaug.measure.evaluation import load_eval_data, metrics_file
+
+    splits = {"train": made / "train.npz", "val": made / "val.npz"}
+    out = tmp_path / "outputs.npz"
+    extract_outputs(made / TEACHER, splits, out, embeddings_for=["val"])
+    model, _ = load_trained(made / TEACHER, CPU)
+    for name, path in splits.items():
+        split = load_split(path)
+        data = load_eval_data(out, name)
+        assert data.logits.shape == (len(split), 3) and (data.labels == split.labels).all()
+        x = (torch.from_numpy(split.images).float() / 255 - NORM["mean"][0]) / NORM["std"][0]
+        with torch.no_grad():
+            expected = model(x).numpy()
+        np.testing.assert_allclose(data.logits, expected, rtol=1e-4, atol=1e-4)
+        assert (data.embeddings is not None) == (name == "val")  # only where asked
+    missing = rf"{out}: no outputs on split 'test' \(it has: train, val\)"
+    with pytest.raises(KeyError, match=missing):
+        load_eval_data(out, "test")
+    metrics = tmp_path / "metrics.json"
+    values = metrics_file(out, metrics, cell={"role": "teacher"}, selection="last",
+                          splits=["train", "val"], metrics=["accuracy"])  # fmt: skip
+    record = read_json(metrics)
+    assert record["splits"]["val"] == {"n": 30, "metrics": values["val"]}
+    val = load_eval_data(out, "val")
+    assert values["val"]["accuracy"] == pytest.approx((val.logits.argmax(1) == val.labels).mean())

@@ -67,9 +67,10 @@ def test_paper_grid_dry_run_shows_the_full_plan_offline(wd: Path) -> None:
     assert counts["train_teacher"] == 3 * (5 + 3)
     # per seed: 10 main-grid students, 4 + 4 new ablation students, 3 MNIST students
     assert counts["distill_student"] == 3 * (10 + 4 + 4 + 3)
-    # main grid: 15 models x 3 splits; ablations: 8 new students x 2 splits; MNIST 6 x 1;
-    # plus each teacher's train-split logits, read by its unaugmented students (5 + 3)
-    assert counts["evaluate_split"] == 3 * (15 * 3 + 8 * 2 + 6) + 3 * (5 + 3)
+    # one evaluation job per model (all its splits): main grid 15, ablations 8 new
+    # students, MNIST 6 (a teacher's job includes the train-split logits its
+    # unaugmented students read)
+    assert counts["evaluate_model"] == 3 * (15 + 8 + 6)
     # CIFAR-10, CINIC-10, CIFAR-10H and MNIST's four files
     assert counts["download_archive"] == 7
     assert counts["prepare_split"] == 8  # cifar10 train/val/test/cinic10/cifar10h, mnist x3
@@ -131,15 +132,29 @@ def test_fashion_mnist_suite_dry_run(wd: Path) -> None:
 
 
 def test_demo_dry_run(wd: Path) -> None:
+    """`make demo`: Das et al.'s main grid with 3 seeds, Wang's epochs sweep and Choi's
+    temperature experiment; one evaluation job per model."""
     out = snakemake(wd, "-n", "--cores", "2", "--configfile", "config/demo.yaml").stdout
     counts = job_counts(out)
-    # ResNet18 per augmentation + the AlexNet trio; Wang's resnet20; Choi's mixup resnet20
-    assert counts["train_teacher"] == 5 + 3 + 1 + 1
-    # Das: 10 + 4 + 4 + 3; Wang: 9 schemes + the constant-image sanity check, 4 more Table 1
-    # rows, 6 more epochs-sweep cells;
+    assert counts["train_teacher"] == 3 * 5 + 1 + 1  # ResNet18 x 5 augs x 3 seeds; resnet20s
+    assert counts["distill_student"] == 3 * 10 + 8 + 2
+    assert counts["evaluate_model"] == counts["train_teacher"] + counts["distill_student"]
+    assert "teacher_stats" not in counts and "attack_model" not in counts
+
+
+def test_demo_all_dry_run(wd: Path) -> None:
+    out = snakemake(wd, "-n", "--cores", "2", "--configfile", "config/demo.yaml",
+                    "config/demo_all.yaml").stdout  # fmt: skip
+    counts = job_counts(out)
+    # ResNet18 per augmentation (3 seeds) + the AlexNet trio; Wang's resnet20; Choi's mixup
+    # resnet20
+    assert counts["train_teacher"] == 3 * 5 + 3 + 1 + 1
+    # Das: 3 x 10 + 4 + 4 + 3; Wang: 9 schemes + the constant-image sanity check, 4 more
+    # Table 1 rows, 6 more epochs-sweep cells;
     # Choi: 3 new scenario students, 1 at T = 1, 4 rescaled-KD mixup variants; the KD
     # method zoo: CRD+KD with CutMixPick (Wang), FitNet, AT, CRD, ICKD, FT, CRD + mixup
-    assert counts["distill_student"] == 10 + 4 + 4 + 3 + 10 + 4 + 6 + 3 + 1 + 4 + 1 + 6
+    assert counts["distill_student"] == 3 * 10 + 4 + 4 + 3 + 10 + 4 + 6 + 3 + 1 + 4 + 1 + 6
+    assert counts["evaluate_model"] == counts["train_teacher"] + counts["distill_student"]
     assert counts["teacher_stats"] == 10
     assert counts["attack_model"] == 1 + 3  # the robustness teacher and its 3 students
     assert "download_archive" not in counts
@@ -164,11 +179,11 @@ def test_lint_is_clean(wd: Path) -> None:
 
 def test_one_cell_target_builds_exactly_that_cell(wd: Path) -> None:
     cell = plan.Cell("digits", 0, "resnet18", "cutmix", "hinton_t20", "lenet", "none")
-    target = cell.eval_file("last", "test", "json")
+    target = cell.eval_metrics("last")
     out = snakemake(wd, target, "-n", "--cores", "2", "--configfile", "config/demo.yaml").stdout
     assert job_counts(out) == {
         "distill_student": 1,
-        "evaluate_split": 2,  # the student on test; the teacher on train (cached logits)
+        "evaluate_model": 2,  # the student; the teacher (its train logits, cached)
         "prepare_split": 3,  # train, val, test
         "total": 7,
         "train_teacher": 1,
@@ -225,3 +240,15 @@ def test_demo_slice_end_to_end_produces_every_table_and_figure(wd: Path) -> None
 def check_report_file(path: Path) -> None:
     problem = verify.file_problem(path)
     assert problem is None, f"{path}: {problem}"
+
+
+def test_choi_figure1_dry_run(wd: Path) -> None:
+    """Choi et al.'s Figure 1 alone: 2 archs x {plain, mixup} trained from scratch and a
+    resnet56 student of each resnet110 at 4 temperatures, per seed."""
+    out = snakemake(
+        wd, "-n", "--cores", "4", "--resources", "gpu=1", "--config", "run=[choi2023_figure1]"
+    ).stdout
+    counts = job_counts(out)
+    assert counts["train_teacher"] == 3 * 4
+    assert counts["distill_student"] == 3 * 2 * 4
+    assert "results/experiments/choi2023_figure1/last/figure1_tsne.png" in out

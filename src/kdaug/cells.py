@@ -58,6 +58,14 @@ class Cell:
     def eval_file(self, selection: str, split: str, ext: str) -> str:
         return f"{self.directory}/eval/{selection}/{split}.{ext}"
 
+    def eval_outputs(self, selection: str) -> str:
+        """The model's outputs on all its evaluation splits (one .npz)."""
+        return f"{self.directory}/eval/{selection}/outputs.npz"
+
+    def eval_metrics(self, selection: str) -> str:
+        """The metrics of all its evaluation splits (one .json)."""
+        return f"{self.directory}/eval/{selection}/metrics.json"
+
     def identity(self) -> dict[str, Any]:
         return {"role": self.role, **asdict(self)}
 

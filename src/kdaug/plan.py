@@ -22,7 +22,7 @@ import inspect
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,8 +68,11 @@ TEACHER_MODEL = f"{TEACHER_DIR}/model.pt"
 STUDENT_MODEL = f"{STUDENT_DIR}/model.pt"
 ANY_MODEL = f"{MODELS}/{{model}}/model.pt"
 TEACHER_STATS = f"{STUDENT_DIR}/teacher_stats.json"
-EVAL_LOGITS = f"{EVAL}.npz"
-EVAL_METRICS = f"{EVAL}.json"
+# One evaluation job per (model, weight selection) covers every split the model is
+# evaluated on (:func:`evaluation_splits`): the outputs of all splits in one .npz, their
+# metrics in one .json.
+EVAL_OUTPUTS = MODELS + "/{model}/eval/{selection}/outputs.npz"
+EVAL_METRICS = MODELS + "/{model}/eval/{selection}/metrics.json"
 ATTACKS = f"{EVAL}.attacks.json"
 METRICS_CSV = f"{EXPERIMENT}/metrics.csv"
 TABLE_CSV = f"{EXPERIMENT}/{{selection}}/{{table}}.csv"
@@ -210,6 +213,7 @@ def check_config(config: Mapping[str, Any]) -> None:
     _check_registered(config)
     for name in config["run"]:
         _require(config["experiments"], name, "experiment", "run")
+    check_streamed_roots(config, config["run"])
     for name, ds in config["datasets"].items():
         if ds["builder"] not in BUILDERS:
             raise ConfigError(
@@ -607,15 +611,16 @@ def experiment_cells(config: Mapping[str, Any], experiment: str) -> list[Cell]:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """One metrics file: a cell evaluated on a split with a weight selection."""
+    """One metrics file: a cell evaluated with a weight selection; ``splits``, the splits
+    an experiment reads of it (its file may hold more, for other experiments)."""
 
     cell: Cell
     selection: str
-    split: str
+    splits: tuple[str, ...]
 
     @property
     def metrics_file(self) -> str:
-        return self.cell.eval_file(self.selection, self.split, "json")
+        return self.cell.eval_metrics(self.selection)
 
 
 def experiment_teacher_stats(config: Mapping[str, Any], experiment: str) -> list[str]:
@@ -664,12 +669,55 @@ def teacher_stats_inputs(
     return inputs
 
 
+def experiment_splits(exp: Mapping[str, Any]) -> tuple[str, ...]:
+    """The splits an experiment evaluates its models on (a split may serve two roles)."""
+    return tuple(dict.fromkeys(present_splits(exp).values()))
+
+
 def experiment_evaluations(config: Mapping[str, Any], experiment: str) -> Iterator[Evaluation]:
     exp = config["experiments"][experiment]
+    splits = experiment_splits(exp)
     for cell in experiment_cells(config, experiment):
         for selection in config["evaluation"]["selections"]:
-            for split in dict.fromkeys(present_splits(exp).values()):  # may serve two roles
-                yield Evaluation(cell, selection, split)
+            yield Evaluation(cell, selection, splits)
+
+
+def evaluation_splits(config: Mapping[str, Any]) -> dict[tuple[str, int, str], list[str]]:
+    """(dataset, seed, model) -> the splits its evaluation job covers: every split that an
+    experiment of ``run`` reads of that model, and the train split for a teacher whose
+    students read its cached logits (:func:`student_inputs`).
+
+    Over the experiments the config runs, not every one it defines: a split role an
+    experiment sets to null (no CINIC-10 here) is then never read for another experiment
+    left out of ``run`` that shares its models. A model's evaluation reruns when the
+    splits it needs change (they are a param of its job)."""
+    splits: dict[tuple[str, int, str], set[str]] = {}
+    for name in config["run"]:
+        wanted = experiment_splits(config["experiments"][name])
+        for cell in experiment_cells(config, name):
+            splits.setdefault((cell.dataset, cell.seed, cell.model), set()).update(wanted)
+            if cell.role == "student" and "teacher_logits" in student_inputs(
+                config, cell.dataset, cell.seed, cell.teacher_arch, cell.teacher_aug,
+                cell.kd, cell.student_aug,
+            ):  # fmt: skip
+                teacher = cell.teacher
+                key = (teacher.dataset, teacher.seed, teacher.model)
+                splits.setdefault(key, set()).add("train")
+    return {key: sorted(names) for key, names in splits.items()}
+
+
+def model_splits(
+    table: Mapping[tuple[str, int, str], Sequence[str]], dataset: str, seed: int | str, model: str
+) -> list[str]:
+    """The splits of one model's evaluation job, from :func:`evaluation_splits`; a model
+    no experiment evaluates is an error naming it."""
+    key = (dataset, int(seed), model)
+    if key not in table:
+        raise ConfigError(
+            f"no experiment of `run` evaluates {dataset} seed {seed} {model} (add an "
+            "experiment with this model to `run`)"
+        )
+    return list(table[key])
 
 
 # Dataset settings that do not change the canonical files (so not rule params of them).
@@ -683,11 +731,37 @@ def dataset_params(config: Mapping[str, Any], dataset: str, split: str) -> dict[
     another split's archive does not rebuild this split."""
     ds = config["datasets"][dataset]
     params = {k: v for k, v in ds.items() if k not in NOT_DATA_SETTINGS}
+    if BUILDERS.get(ds["builder"]).streams:  # an index of a local tree: where, and whose
+        params.update(root=imagefolder_root(config, dataset), dataset=dataset)
     params["archive_files"] = {
         role: {"key": key, **config["archives"][key]}
         for role, key in sorted(archives_for(config, dataset, split).items())
     }
     return params
+
+
+def imagefolder_root(config: Mapping[str, Any], dataset: str) -> str | None:
+    """Where a streamed dataset's tree is: ``datasets.<name>.root``, else
+    ``<data.mirror>/<mirror_folder>`` when a mirror is set (None when neither is)."""
+    ds = config["datasets"][dataset]
+    if ds.get("root"):
+        return str(ds["root"])
+    mirror = config["data"].get("mirror")
+    return f"{mirror}/{ds.get('mirror_folder', dataset)}" if mirror else None
+
+
+def check_streamed_roots(config: Mapping[str, Any], experiments: Iterable[str]) -> None:
+    """The trees of the streamed datasets that ``experiments`` read exist (ImageNet cannot
+    be downloaded: a missing tree fails here, naming its config key, not in a job)."""
+    from kdaug.data.imagefolder import MissingRootError, check_root
+
+    for name in experiments:
+        dataset = config["experiments"][name]["dataset"]
+        if BUILDERS.get(config["datasets"][dataset]["builder"]).streams:
+            try:
+                check_root(imagefolder_root(config, dataset), dataset, ("train", "val"))
+            except MissingRootError as e:
+                raise ConfigError(f"experiments.{name} (in run): {e}") from None
 
 
 def archives_for(config: Mapping[str, Any], dataset: str, split: str) -> dict[str, str]:
@@ -960,10 +1034,11 @@ def student_inputs(
     if not distills(config["kd_methods"][kd]) and not appended:
         return inputs
     teacher = Cell(dataset, int(seed), tarch, taug)
-    plain = not aug.get("steps") and not appended
+    streams = BUILDERS.get(config["datasets"][dataset]["builder"]).streams  # crops per epoch
+    plain = not aug.get("steps") and not appended and not streams
     cacheable = plain and not reads_features(config["kd_methods"][kd])
     if cacheable and config["runtime"].get("teacher_logit_cache", True):
-        inputs["teacher_logits"] = teacher.eval_file("last", "train", "npz")
+        inputs["teacher_logits"] = teacher.eval_outputs("last")
     else:
         inputs["teacher"] = teacher.model_file
     return inputs

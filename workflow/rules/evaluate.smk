@@ -1,30 +1,36 @@
-# Evaluation: logits + embeddings per (model, weight selection, split) and their metrics,
-# in one job (a separate metrics job cost more in start-up than the metrics themselves).
+# Evaluation: one job per (model, weight selection) writes the model's logits (+
+# embeddings) on every split it is evaluated on, and their metrics (a job per split cost
+# more in start-up than the evaluation itself).
+EVAL_SPLITS = plan.evaluation_splits(config)
 
 
-rule evaluate_split:
+rule evaluate_model:
     input:
         model=plan.ANY_MODEL,
-        split=plan.DATA,
+        splits=lambda w: [
+            plan.DATA.format(dataset=w.dataset, split=s)
+            for s in plan.model_splits(EVAL_SPLITS, w.dataset, w.seed, w.model)
+        ],
     output:
-        outputs=plan.EVAL_LOGITS,
+        outputs=plan.EVAL_OUTPUTS,
         metrics=plan.EVAL_METRICS,
     log:
-        "logs/models/{dataset}/seed{seed}/{model}/eval/{selection}/{split}.log",
+        "logs/models/{dataset}/seed{seed}/{model}/eval/{selection}.log",
     conda:
         CONDA_ENV
     threads: config["runtime"]["threads"]
     resources:
         **GPU_EVAL_JOB,
     params:
-        embeddings=lambda w: w.split in config["evaluation"]["embeddings_for"],
+        splits=lambda w: plan.model_splits(EVAL_SPLITS, w.dataset, w.seed, w.model),
+        embeddings_for=config["evaluation"]["embeddings_for"],
         cell=lambda w: plan.cell_from_wildcards(w.dataset, w.seed, w.model).identity(),
         metrics=config["evaluation"]["metrics"],
         ece_bins=config["evaluation"]["ece_bins"],
         vscore_groups=config["evaluation"]["vscore_groups"],
-        code=script_code("evaluate_split"),
+        code=script_code("evaluate_model"),
     script:
-        "../scripts/evaluate_split.py"
+        "../scripts/evaluate_model.py"
 
 
 # Wang et al. (2022): the teacher's statistics on a student cell's training stream

@@ -17,6 +17,7 @@ rule collect_metrics:
     conda:
         CONDA_ENV
     params:
+        splits=lambda w: plan.experiment_splits(config["experiments"][w.experiment]),
         code=script_code("collect_metrics"),
     script:
         "../scripts/collect_metrics.py"

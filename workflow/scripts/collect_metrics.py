@@ -5,4 +5,9 @@ from kdaug.measure.evaluation import collect
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with job_log(sm.log[0]):
-    collect(list(sm.input), sm.output[0], experiment=sm.wildcards.experiment)
+    collect(
+        list(sm.input),
+        sm.output[0],
+        experiment=sm.wildcards.experiment,
+        splits=sm.params.splits,
+    )

@@ -83,7 +83,13 @@ class Split:
 
 
 def save_split(path: str | os.PathLike[str], split: Split) -> None:
-    """Write ``split`` atomically (a crash never leaves a readable half file)."""
+    """Write ``split`` atomically (a crash never leaves a readable half file); an
+    ImageFolder split is written as its index (:mod:`kdaug.data.imagefolder`)."""
+    from kdaug.data.imagefolder import ImageFolderSplit, save_index
+
+    if isinstance(split, ImageFolderSplit):
+        save_index(path, split)
+        return
     arrays: dict[str, np.ndarray] = {
         "images": np.ascontiguousarray(split.images),
         "labels": split.labels.astype(np.int64),
@@ -105,9 +111,17 @@ def load_split(path: str | os.PathLike[str]) -> Split:
     corrupt archive, a missing array, arrays that do not make a split) raises
     :class:`BadFileError` naming the file and its rule, so a job fails on its inputs
     before it trains rather than with a bare ``BadZipFile`` after.
+
+    An ImageFolder index (a streamed dataset such as ImageNet) loads as a
+    :class:`kdaug.data.imagefolder.ImageFolderSplit`, which answers the same questions
+    and decodes its images on demand.
     """
+    from kdaug.data.imagefolder import INDEX_KIND, index_from_arrays
+
     try:
         with np.load(Path(path), allow_pickle=False) as f:
+            if "kind" in f.files and str(f["kind"]) == INDEX_KIND:
+                return index_from_arrays(f)  # type: ignore[return-value]
             soft = f["soft_labels"] if "soft_labels" in f.files else None
             return Split(
                 images=f["images"],

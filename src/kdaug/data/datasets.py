@@ -45,6 +45,10 @@ class DatasetBuilder:
     # Holdout size parameter (``val_size``, ``test_size``) -> how many images it is drawn
     # from, given the dataset's params; a parameter missing here is checked when built.
     holdout_pools: Callable[[Mapping[str, Any]], dict[str, int]] = _no_pools
+    # Its splits are indexes of image files decoded on demand (too big for one array):
+    # it reads a local tree (``datasets.<name>.root``), not archives, and a student never
+    # reads cached teacher logits (every epoch crops the rows anew).
+    streams: bool = False
 
     def roles_for(self, split: str) -> tuple[str, ...]:
         if split not in self.splits:
@@ -384,3 +388,38 @@ def _tiny_imagenet_builder() -> DatasetBuilder:
 
 
 TINY_IMAGENET_TRAIN_IMAGES = 100_000  # 500 per class x 200 classes in the official train part
+
+
+# --------------------------------------------------------------------------- ImageFolder trees
+
+
+@register_builder("imagefolder")
+def _imagefolder_builder() -> DatasetBuilder:
+    """ImageNet (ILSVRC-2012) and its subsets (ImageNet-100) from a local ImageFolder tree
+    (``datasets.<name>.root``; nothing downloads): ``train`` (and our ``val`` holdout)
+    index ``<root>/train``, ``test`` indexes ``<root>/val`` (the official validation
+    images, labelled). ``classes`` names the class subset; ``image_size`` and
+    ``eval_resize`` the crop and resize sizes (224 and 256). The split files are indexes
+    (:mod:`kdaug.data.imagefolder`): images are decoded when a batch asks for them."""
+
+    def build(split: str, files: Mapping[str, Path], params: Mapping[str, Any]) -> Split:
+        from kdaug.data import imagefolder
+
+        dataset = str(params.get("dataset", "imagefolder"))
+        part = "val" if split == "test" else "train"
+        root = imagefolder.check_root(params.get("root"), dataset, (part,))
+        full = imagefolder.build_index(root, part, params, dataset)
+        if split == "test":
+            return full  # type: ignore[return-value]
+        size = int(params["val_size"])
+        if size == 0:
+            if split == "val":
+                return full.subset(np.arange(0), "val: empty (val_size 0: no holdout)")  # type: ignore[return-value]
+            return full.subset(  # type: ignore[return-value]
+                np.arange(len(full)), f"{split}: all {len(full)} training images (val_size 0)"
+            )
+        kept, held = stratified_holdout(full.labels, size, int(params["split_seed"]))
+        note = f"{split}: stratified holdout of {len(held)} (seed {params['split_seed']})"
+        return full.subset(held if split == "val" else kept, note)  # type: ignore[return-value]
+
+    return DatasetBuilder(dict.fromkeys(("train", "val", "test"), ()), build, 3, streams=True)

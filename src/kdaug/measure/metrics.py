@@ -222,6 +222,16 @@ def accuracy(data: EvalData) -> dict[str, float]:
     return {"accuracy": float(np.mean(data.predictions == data.labels))}
 
 
+@METRICS.register("top5_accuracy")
+def top5_accuracy(data: EvalData) -> dict[str, float]:
+    """Fraction of samples whose true class is among the 5 highest logits (all of them
+    with fewer than 5 classes): fewer than 5 classes score strictly above it, so a tie at
+    the fifth place counts as a hit (Choi et al.'s Table 2 reports top-1 and top-5)."""
+    true = data.logits[np.arange(len(data.labels)), data.labels]
+    above = (data.logits > true[:, None]).sum(axis=1)
+    return {"top5_accuracy": float(np.mean(above < 5))}
+
+
 @METRICS.register("mean_entropy")
 def mean_entropy(data: EvalData) -> dict[str, float]:
     """Mean Shannon entropy (nats) of the predicted distributions, ``-1/N sum_n p_n^T log

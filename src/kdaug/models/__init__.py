@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import kdaug.models.repdistiller  # noqa: F401  (registers the RepDistiller zoo)
-from kdaug.models import alexnet, lenet, resnet  # noqa: F401  (registers the models)
+from kdaug.models import alexnet, lenet, resnet, resnet_torchvision  # noqa: F401  (registers the models)
 from kdaug.models.base import Classifier, count_parameters
 from kdaug.models.zoo import MODELS
 

@@ -142,6 +142,7 @@ class FigureInputs:
     metrics_csv: str | None
     # (row, model) -> outputs .npz; or TRAIN_SPLIT_KEY -> the canonical train split
     outputs: Mapping[tuple[str, str], str]
+    split: str | None = None  # the evaluation split the figure reads of each outputs file
 
     @property
     def results(self) -> Results:
@@ -150,7 +151,9 @@ class FigureInputs:
     def load(self, row: str, model: str) -> metrics.EvalData:
         from kdaug.measure.evaluation import load_eval_data
 
-        return load_eval_data(self.outputs[(row, model)])
+        if self.split is None:
+            raise ValueError("this figure reads no evaluation split")
+        return load_eval_data(self.outputs[(row, model)], self.split)
 
 
 def human_or_test(exp: Mapping[str, Any]) -> str:
@@ -181,15 +184,21 @@ def figure_files(
         return {TRAIN_SPLIT_KEY: exp["train_split"]}
     if spec.reads != "outputs":
         return {}
-    role = human_or_test(exp) if spec.split_role == "human_or_test" else spec.split_role
-    split = exp["eval_splits"][role]
     models = ["teacher"] if spec.models == "teacher" else ["teacher", *exp["students"]["archs"]]
     seed = exp["seeds"][0]
     return {
-        (row, m): model_cell(exp, seed, row, m).eval_file(selection, split, "npz")
+        (row, m): model_cell(exp, seed, row, m).eval_outputs(selection)
         for row in row_values(exp, "teacher_aug")
         for m in models
     }
+
+
+def figure_split(exp: Mapping[str, Any], spec: FigureSpec) -> str | None:
+    """The evaluation split a figure reads of each model's outputs file."""
+    if spec.reads != "outputs":
+        return None
+    role = human_or_test(exp) if spec.split_role == "human_or_test" else spec.split_role
+    return exp["eval_splits"][role]
 
 
 def _model_label(exp: Mapping[str, Any], model: str) -> str:
@@ -604,7 +613,8 @@ def draw_figure(
     if len(outputs) != len(sources):
         raise ValueError(f"{spec.name} expects {len(sources)} outputs files, got {len(outputs)}")
     mapping = dict(zip(sources, outputs, strict=True))
-    spec.plot(FigureInputs(exp, metrics_csv, mapping), selection, Path(path))
+    inputs = FigureInputs(exp, metrics_csv, mapping, figure_split(exp, spec))
+    spec.plot(inputs, selection, Path(path))
 
 
 def split_roles(report: Report) -> set[str]:

@@ -60,6 +60,9 @@ PAPER_TABLES = {
         "tstddev": ("table5_tinyimagenet_tstddev_loss", "table6_tinyimagenet_tstddev_loss_cont"),
         "accuracy": ("table2_tinyimagenet_accuracy",),
     },
+    # Appendix A.1 (Figure 5): resnet34 -> resnet18 (``paper_archs`` of the experiments)
+    "imagenet100": {"tstddev": ("table7_imagenet100_tstddev_loss",)},
+    "imagenet": {"tstddev": ("table8_imagenet_tstddev_loss",)},
 }
 # Teacher statistics: (metric in the CSV, paper column suffix, display scale, label).
 STATISTICS = {
@@ -92,6 +95,13 @@ def row_label(exp: Mapping[str, Any], row: str, aug: str) -> str:
     """A table's row name: ``row``, marked when its augmentation is a sanity check (so
     that it is never read as a competing scheme)."""
     return f"{row} ({SANITY_LABEL})" if aug in sanity_checks(exp) else row
+
+
+def paper_arch(exp: Mapping[str, Any], arch: str) -> str:
+    """The paper's name of our architecture in its tables' columns
+    (``experiments.*.paper_archs``: ImageNet's ``resnet18_imagenet`` is the paper's
+    ``resnet18``; default: the same name)."""
+    return exp.get("paper_archs", {}).get(arch, arch)
 
 
 def paper_row(exp: Mapping[str, Any], row: str) -> str:
@@ -207,13 +217,15 @@ def statistics_table(results: WangResults, selection: str, metric: str) -> Table
         cells = []
         for tarch in results.teachers:
             stat = _scaled(results.teacher_statistic(tarch, kd, aug, metric), scale)
-            value, decimals = lookup(row, f"{tarch}__{suffix}")
+            pt = paper_arch(results.exp, tarch)
+            value, decimals = lookup(row, f"{pt}__{suffix}")
             if value is not None and suffix != "tstddev":  # v-bar, r-bar printed unscaled
                 value, decimals = value * scale, max(decimals - round(math.log10(scale)), 0)
             cells.append(Cell(stat, value, decimals))
             for sarch in students_of(results.exp, tarch):
                 loss = results.student((tarch, sarch), kd, aug, "test_loss", selection)
-                cells.append(Cell(loss, *lookup(row, f"{tarch}__{sarch}__test_loss")))
+                ps = paper_arch(results.exp, sarch)
+                cells.append(Cell(loss, *lookup(row, f"{pt}__{ps}__test_loss")))
         rows.append(([row_label(results.exp, aug, aug)], cells))
     caption = (
         f"**{label} and student test loss** ({selection} weights; {kd}). Teacher statistic "

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdaug.data.canonical import BadFileError, Split
+from kdaug.data.imagefolder import ImageFolderSplit, train_draws
 from kdaug.io import atomic_path
 from kdaug.train.augment import AnyAugmentation, AppendedAugmentation, Pick, pick_highest_entropy
 from kdaug.train.losses import LossFn
@@ -143,6 +144,10 @@ class DeviceData:
     def from_split(
         cls, split: Split, mean: Sequence[float], std: Sequence[float], device: torch.device
     ) -> DeviceData:
+        """The split on ``device``; an ImageFolder index (ImageNet) becomes a
+        :class:`StreamData`, which decodes each batch when it is asked for."""
+        if isinstance(split, ImageFolderSplit):
+            return StreamData.from_index(split, mean, std, device)  # type: ignore[return-value]
         channels = split.images.shape[1]
         if len(mean) != channels or len(std) != channels:
             raise ValueError(f"mean/std need {channels} values (one per channel)")
@@ -162,9 +167,66 @@ class DeviceData:
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
 
-    def pixels(self, index: torch.Tensor) -> torch.Tensor:
-        """Float images in [0, 1] for rows ``index``."""
+    def pixels(self, index: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
+        """Float images in [0, 1] for rows ``index`` (``rng``: a training step's generator,
+        which only a streamed split draws from)."""
         return self.images[index].float().div_(255.0)
+
+    def normalized(self, index: torch.Tensor) -> torch.Tensor:
+        return self.normalize(self.pixels(index))
+
+
+@dataclass
+class StreamData:
+    """A streamed split (:class:`kdaug.data.imagefolder.ImageFolderSplit`) with
+    :class:`DeviceData`'s interface: labels on the device, images decoded per batch.
+
+    A training step (``pixels(index, rng)``) decodes its rows with RandomResizedCrop and
+    flip drawn from the step's generator; every other read (evaluation, extraction) gets
+    the resize + centre crop. The batch-level augmentations then run on the decoded
+    batch as on any other."""
+
+    source: ImageFolderSplit
+    labels: torch.Tensor
+    num_classes: int
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    @classmethod
+    def from_index(
+        cls,
+        split: ImageFolderSplit,
+        mean: Sequence[float],
+        std: Sequence[float],
+        device: torch.device,
+    ) -> StreamData:
+        if len(mean) != 3 or len(std) != 3:
+            raise ValueError("mean/std need 3 values (one per channel)")
+        check_normalization(mean, std)
+        as_param = lambda v: torch.tensor(v, dtype=torch.float32, device=device).view(1, -1, 1, 1)  # noqa: E731
+        return cls(
+            source=split,
+            labels=torch.from_numpy(np.asarray(split.labels, dtype=np.int64)).to(device),
+            num_classes=split.num_classes,
+            mean=as_param(mean),
+            std=as_param(std),
+        )
+
+    @property
+    def images(self) -> Any:
+        raise TypeError(self.source.cannot_load("a device tensor of every image"))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def pixels(self, index: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
+        rows = index.cpu().numpy()
+        draws = None if rng is None else train_draws(rng, len(rows))
+        batch = torch.from_numpy(self.source.decode(rows, draws))
+        return batch.to(self.labels.device, non_blocking=True).float().div_(255.0)
 
     def normalized(self, index: torch.Tensor) -> torch.Tensor:
         return self.normalize(self.pixels(index))
@@ -271,6 +333,12 @@ class TeacherLogits:
     @classmethod
     def for_split(cls, logits: np.ndarray, labels: np.ndarray, data: DeviceData) -> TeacherLogits:
         """Check that the cached rows are ``data``'s rows (count, classes, labels)."""
+        if isinstance(data, StreamData):
+            raise ValueError(
+                f"{data.source.dataset} is streamed with a random crop per epoch: cached "
+                "teacher logits on its plain rows do not match any batch (use the teacher "
+                "model)"
+            )
         expected = (len(data), data.num_classes)
         if logits.shape != expected:
             raise ValueError(f"cached teacher logits have shape {logits.shape}; the training "
@@ -352,7 +420,7 @@ def step_batch(
     (or look its logits up: :class:`TeacherLogits`, unaugmented students only).
     ``request``: the features a KD method reads (the teacher model's, on ``x``)."""
     targets = F.one_hot(data.labels[index], data.num_classes).float()
-    pixels = data.pixels(index)
+    pixels = data.pixels(index, rng)  # a streamed split draws its crops from rng
     if request is not None and not hasattr(teacher, "forward_features"):
         raise ValueError("this KD method reads the teacher's features: it needs the teacher "
                          "model (not cached logits)")  # fmt: skip

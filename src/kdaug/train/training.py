@@ -292,10 +292,11 @@ def cached_teacher(
     from the ``last`` weights of the cell ``expect`` names)."""
     import numpy as np
 
-    hint = rebuild_hint(path, "evaluate_split")
+    hint = rebuild_hint(path, "evaluate_model")
     try:
         with np.load(path, allow_pickle=False) as f:
-            logits, labels = f["logits"], f["labels"]
+            # keys as kdaug.measure.evaluation.split_key (train/ may not import measure/)
+            logits, labels = f["train.logits"], f["train.labels"]
             stored = json.loads(str(f["cell"])) if "cell" in f.files else None
             selection = str(f["selection"]) if "selection" in f.files else None
     except FileNotFoundError:
@@ -310,7 +311,7 @@ def cached_teacher(
                 f"{os.fspath(path)}: does not say which model's last weights made it "
                 f"(an older kdaug's, or not an extract_outputs file); {hint}"
             )
-        check_identity(path, stored, expect, "evaluate_split")
+        check_identity(path, stored, expect, "evaluate_model")
     try:
         return TeacherLogits.for_split(logits, labels, train)
     except ValueError as e:

@@ -1,4 +1,5 @@
-"""Rule evaluate_split: logits (+ embeddings) of one model on one split, and their metrics."""
+"""Rule evaluate_model: logits (+ embeddings) of one model on each of its evaluation
+splits, and their metrics, loading the model once."""
 
 from kdaug.joblog import device_job
 from kdaug.measure.evaluation import metrics_file
@@ -6,13 +7,14 @@ from kdaug.measure.extract import extract_outputs
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 w = sm.wildcards
+splits = sm.params.splits
 with device_job(sm.log[0], sm.config["runtime"]):
     extract_outputs(
         sm.input.model,
-        sm.input.split,
+        dict(zip(splits, sm.input.splits, strict=True)),
         sm.output.outputs,
         selection=w.selection,
-        embeddings=sm.params.embeddings,
+        embeddings_for=sm.params.embeddings_for,
         threads=sm.threads,
         # the cell the output's path names: the model file must hold it
         expect={"dataset": w.dataset, "seed": w.seed, "model": w.model},
@@ -22,7 +24,7 @@ with device_job(sm.log[0], sm.config["runtime"]):
         sm.output.metrics,
         cell=sm.params.cell,
         selection=w.selection,
-        split=w.split,
+        splits=splits,
         metrics=sm.params.metrics,
         ece_bins=sm.params.ece_bins,
         vscore_groups=sm.params.vscore_groups,
