@@ -334,6 +334,7 @@ def _figure1_exp() -> dict:
     exp["teachers"]["archs"] = ["resnet110", "resnet56"]
     exp["students"] = {"archs": {"resnet110": ["resnet56"]}, "augmentations": ["standard"],
                        "kd_methods": ["kd_t1", "kd_t4", "kd_t8", "kd_t16"]}  # fmt: skip
+    exp["kd_temperature"] = {f"kd_t{t}": t for t in (1, 4, 8, 16)}  # as plan.experiment_view
     return exp
 
 
@@ -346,7 +347,7 @@ def test_figure1_draws_scratch_models_and_students_per_temperature(tmp_path):
     assert [label for label, _ in rows[0]] == [
         "S:resnet110", "Mix-S:resnet110", "S:resnet56", "Mix-S:resnet56"]  # fmt: skip
     assert [label for label, _ in rows[1]] == [
-        f"T:resnet110 & resnet56, kd_t{t}" for t in (1, 4, 8, 16)]  # fmt: skip
+        f"T:resnet110 & resnet56, KD T = {t}" for t in (1, 4, 8, 16)]  # fmt: skip
     assert [c.teacher_aug for _, c in rows[2]] == ["fmu_a10"] * 4 and len(rows) == 3
     assert {c.kd for _, c in rows[0]} == {None}
     sources = choi.figure_sources(exp, "figure1_tsne", "last")
@@ -373,7 +374,7 @@ def test_figure1_draws_scratch_models_and_students_per_temperature(tmp_path):
     assert out.read_bytes()[:4] == b"\x89PNG"
     assert len(titles) == 12
     assert titles[0].startswith("S:resnet110\nacc ") and "V = " in titles[0]
-    assert titles[4].startswith("T:resnet110 & resnet56\nkd_t1\nacc ")
+    assert titles[4].startswith("T:resnet110 & resnet56\nKD T = 1\nacc ")
     assert all(re.search(r"acc \d+\.\d\d%, V = \d\.\d{3}$", t) for t in titles)
 
 

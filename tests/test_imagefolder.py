@@ -5,12 +5,14 @@ dry run (Wang et al. Tables 7-8, Choi et al. Table 2)."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torchvision
 import yaml
 from PIL import Image
 
@@ -221,8 +223,6 @@ def test_config_wires_the_streamed_datasets(tree: Path) -> None:
 
 
 def test_torchvision_resnets_match_torchvision() -> None:
-    import torchvision
-
     from kdaug.models import build_model, count_parameters
 
     for name, reference in (("resnet18_imagenet", torchvision.models.resnet18),
@@ -245,6 +245,7 @@ def tiny_config(tree: Path) -> dict:
     ds["training"] = {"teacher": dict(recipe), "student": dict(recipe)}
     for arch in ("resnet18_imagenet", "resnet34_imagenet"):
         config["architectures"][arch]["width"] = 0.125
+    ds["teacher_weights"]["resnet34_imagenet"] = None  # trained here, not loaded
     return config
 
 
@@ -305,7 +306,12 @@ def test_imagenet_experiments_dry_run(tmp_path: Path) -> None:
     wd = workdir(tmp_path / "wf")
     fake = make_tree(tmp_path / "mirror" / "imagenet", per_class=1)
     experiments = ["wang2022_imagenet100_da", "wang2022_imagenet_da", "choi2023_imagenet"]
-    layer = {"data": {"mirror": str(tmp_path / "mirror")}, "run": experiments}
+    # torchvision's ResNet34 weights, as the papers' ImageNet teacher (a stand-in file
+    # named by its own hash, as torchvision names its files)
+    weights = _weights_file(tmp_path, torchvision.models.resnet34(), "resnet34")
+    layer = {"data": {"mirror": str(tmp_path / "mirror")}, "run": experiments,
+             "datasets": {"imagenet": {"teacher_weights": {"resnet34_imagenet": {
+                 "augmentation": "standard", "file": str(weights)}}}}}  # fmt: skip
     (wd / "config/imagenet.yaml").write_text(yaml.safe_dump(layer))
     out = snakemake(wd, "-n", "--cores", "4", "--resources", "gpu=1",
                     "--configfile", "config/imagenet.yaml").stdout  # fmt: skip
@@ -317,8 +323,11 @@ def test_imagenet_experiments_dry_run(tmp_path: Path) -> None:
     wang = {n: len(exps[n]["students"]["augmentations"]) for n in experiments[:2]}
     choi = len(exps["choi2023_imagenet"]["students"]["variants"])
     assert wang == {"wang2022_imagenet100_da": 9, "wang2022_imagenet_da": 9} and choi == 9
-    # one resnet34 teacher per dataset and seed (Choi's ImageNet teacher is Wang's)
+    # one resnet34 teacher per dataset and seed (Choi's ImageNet teacher is Wang's; on
+    # ImageNet its job loads the published weights)
     assert counts["train_teacher"] == seeds * 2
+    inputs = [line for line in out.splitlines() if line.strip().startswith("input:")]
+    assert sum(str(weights) in line for line in inputs) == seeds
     assert counts["distill_student"] == seeds * (sum(wang.values()) + choi)
     assert counts["teacher_stats"] == seeds * sum(wang.values())
     assert counts["prepare_split"] == 2 * 3  # train, val (empty), test of each dataset
@@ -359,3 +368,91 @@ def test_choi_table2_shows_top1_and_top5_beside_the_paper() -> None:
     assert top5.paper == 90.63 and top5.paper_decimals == 2
     assert by_row["ce_only/standard"][0].paper == 69.75  # the student row
     assert by_row["ce_only/standard"][0].summary.empty  # no results for it here
+
+
+# --------------------------------------------------------- torchvision's pretrained teacher
+
+
+def _weights_file(tmp_path: Path, model: torch.nn.Module, name: str) -> Path:
+    """A state dict saved under torchvision's naming (``<name>-<sha256 prefix>.pth``)."""
+    raw = tmp_path / "raw.pth"
+    torch.save(model.state_dict(), raw)
+    digest = hashlib.sha256(raw.read_bytes()).hexdigest()
+    return raw.rename(tmp_path / f"{name}-{digest[:8]}.pth")
+
+
+def test_torchvision_weights_load_into_the_zoo_model_and_give_its_outputs(tmp_path) -> None:
+    from kdaug.models.pretrained import WeightsFileError, load_torchvision_weights
+    from kdaug.models.zoo import MODELS
+
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18(num_classes=10)
+    for m in reference.modules():  # BN statistics other than 0 / 1, so they must load
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 1.5)
+    path = _weights_file(tmp_path, reference, "resnet18")
+    ours = MODELS.get("resnet18_imagenet")(num_classes=10)
+    load_torchvision_weights(ours, path)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(ours.eval()(x), reference.eval()(x), atol=1e-5)
+    wrong = MODELS.get("resnet34_imagenet")(num_classes=10)
+    with pytest.raises(WeightsFileError, match="122 tensors, the model has 218"):
+        load_torchvision_weights(wrong, path)
+
+
+def test_a_weights_file_not_matching_its_name_is_refused(tmp_path) -> None:
+    from kdaug.models.pretrained import WeightsFileError, check_weights_file
+
+    path = _weights_file(tmp_path, torchvision.models.resnet18(num_classes=2), "resnet18")
+    assert check_weights_file(path, "k") == path
+    bad = path.with_name("resnet18-00000000.pth")
+    path.rename(bad)
+    with pytest.raises(WeightsFileError, match=r"k: .*resnet18-00000000.pth: sha256 .* 00000000"):
+        check_weights_file(bad, "k")
+    with pytest.raises(WeightsFileError, match=r"k: .*resnet34-b627a593.pth not found \(fetch it"):
+        check_weights_file(tmp_path / "resnet34-b627a593.pth", "k")
+
+
+def test_the_imagenet_teacher_loads_published_weights(tmp_path: Path, tree: Path) -> None:
+    """Both papers distil torchvision's pretrained ResNet34 on ImageNet: the teacher cell
+    loads the weights file (no epoch trained) and gives torchvision's outputs; ImageNet-100's
+    teacher, which the papers trained, still trains; a missing file is a config error."""
+    from kdaug.train.training import load_trained, train_cell
+
+    config = tiny_config(tree)
+    torch.manual_seed(1)
+    reference = torchvision.models.resnet34(num_classes=3).eval()
+    weights = _weights_file(tmp_path, reference, "resnet34")
+    config["architectures"]["resnet34_imagenet"]["width"] = 1.0
+    config["datasets"]["imagenet"]["teacher_weights"]["resnet34_imagenet"] = {
+        "augmentation": "standard", "file": str(weights)}  # fmt: skip
+    spec = plan.teacher_spec(config, "imagenet", 0, "resnet34_imagenet", "standard")
+    assert spec["pretrained"] == weights.name
+    assert plan.teacher_inputs(config, "imagenet", 0, "resnet34_imagenet", "standard")[
+        "weights"] == str(weights)  # fmt: skip
+    assert "pretrained" not in plan.teacher_spec(config, "imagenet", 0, "resnet34_imagenet",
+                                                 "fmu_a10")  # fmt: skip
+    assert "pretrained" not in plan.teacher_spec(config, "imagenet100", 0, "resnet34_imagenet",
+                                                 "standard")  # fmt: skip
+    paths = {}
+    for split in ("train", "val", "test"):
+        p = plan.dataset_params(config, "imagenet", split)
+        paths[split] = str(tmp_path / f"{split}.npz")
+        save_split(paths[split], build_split(p["builder"], split, {}, p))
+    state = train_cell(spec, train_path=paths["train"], val_path=paths["val"],
+                       output=str(tmp_path / "teacher.pt"), weights_path=str(weights),
+                       threads=1)  # fmt: skip
+    assert state.history == []
+    model, _ = load_trained(tmp_path / "teacher.pt", torch.device("cpu"))
+    test = DeviceData.from_split(load_split(paths["test"]), [0.485, 0.456, 0.406],
+                                 [0.229, 0.224, 0.225], torch.device("cpu"))  # fmt: skip
+    x = test.normalized(torch.arange(4))
+    with torch.no_grad():
+        assert torch.allclose(model.eval()(x), reference(x), atol=1e-4)
+    config["run"] = ["choi2023_imagenet"]
+    config["datasets"]["imagenet"]["teacher_weights"]["resnet34_imagenet"]["file"] = str(
+        tmp_path / "resnet34-b627a593.pth")  # fmt: skip
+    with pytest.raises(plan.ConfigError, match=r"teacher_weights\.resnet34_imagenet: .* not found"):
+        plan.check_config(config)

@@ -147,13 +147,14 @@ def test_demo_all_dry_run(wd: Path) -> None:
                     "config/demo_all.yaml").stdout  # fmt: skip
     counts = job_counts(out)
     # ResNet18 per augmentation (3 seeds) + the AlexNet trio; Wang's resnet20; Choi's mixup
-    # resnet20
-    assert counts["train_teacher"] == 3 * 5 + 3 + 1 + 1
+    # resnet20; Figure 1's resnet8 trained from scratch with and without mixup
+    assert counts["train_teacher"] == 3 * 5 + 3 + 1 + 1 + 2
     # Das: 3 x 10 + 4 + 4 + 3; Wang: 9 schemes + the constant-image sanity check, 4 more
     # Table 1 rows, 6 more epochs-sweep cells;
     # Choi: 3 new scenario students, 1 at T = 1, 4 rescaled-KD mixup variants; the KD
-    # method zoo: CRD+KD with CutMixPick (Wang), FitNet, AT, CRD, ICKD, FT, CRD + mixup
-    assert counts["distill_student"] == 3 * 10 + 4 + 4 + 3 + 10 + 4 + 6 + 3 + 1 + 4 + 1 + 6
+    # method zoo: CRD+KD with CutMixPick (Wang), FitNet, AT, CRD, ICKD, FT, CRD + mixup;
+    # Figure 1: T = 1, 8, 16 from the plain teacher, T = 8, 16 from the mixup one
+    assert counts["distill_student"] == (3 * 10 + 4 + 4 + 3 + 10 + 4 + 6 + 3 + 1 + 4 + 1 + 6 + 5)
     assert counts["evaluate_model"] == counts["train_teacher"] + counts["distill_student"]
     assert counts["teacher_stats"] == 10
     assert counts["attack_model"] == 1 + 3  # the robustness teacher and its 3 students
@@ -184,8 +185,8 @@ def test_one_cell_target_builds_exactly_that_cell(wd: Path) -> None:
     assert job_counts(out) == {
         "distill_student": 1,
         "evaluate_model": 2,  # the student; the teacher (its train logits, cached)
-        "prepare_split": 3,  # train, val, test
-        "total": 7,
+        "prepare_split": 4,  # train, val; test_human and test_shifted (the student's)
+        "total": 8,
         "train_teacher": 1,
     }
     assert "results/models/digits/seed0/resnet18-cutmix/model.pt" in out

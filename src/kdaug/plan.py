@@ -214,6 +214,7 @@ def check_config(config: Mapping[str, Any]) -> None:
     for name in config["run"]:
         _require(config["experiments"], name, "experiment", "run")
     check_streamed_roots(config, config["run"])
+    check_teacher_weights(config, config["run"])
     for name, ds in config["datasets"].items():
         if ds["builder"] not in BUILDERS:
             raise ConfigError(
@@ -764,6 +765,25 @@ def check_streamed_roots(config: Mapping[str, Any], experiments: Iterable[str]) 
                 raise ConfigError(f"experiments.{name} (in run): {e}") from None
 
 
+def check_teacher_weights(config: Mapping[str, Any], experiments: Iterable[str]) -> None:
+    """The published weights files of the teachers ``experiments`` load exist and match
+    the hash in their names (a missing file fails here, naming its key and its URL)."""
+    from kdaug.models.pretrained import WeightsFileError, check_weights_file
+
+    for name in experiments:
+        exp = config["experiments"][name]
+        for tarch in exp["teachers"]["archs"]:
+            for taug in exp["teachers"]["augmentations"]:
+                weights = teacher_weights(config, exp["dataset"], tarch, taug)
+                if weights is None:
+                    continue
+                where = f"datasets.{exp['dataset']}.teacher_weights.{tarch}"
+                try:
+                    check_weights_file(weights, where)
+                except WeightsFileError as e:
+                    raise ConfigError(f"experiments.{name} (in run): {e}") from None
+
+
 def archives_for(config: Mapping[str, Any], dataset: str, split: str) -> dict[str, str]:
     """Archive role -> archive key, for the archives that ``split`` is built from."""
     ds = config["datasets"][dataset]
@@ -928,6 +948,7 @@ def experiment_view(config: Mapping[str, Any], experiment: str) -> dict[str, Any
         kd: scaled_recipe(recipe, m.get("epochs_factor", 1))["epochs"] for kd, m in methods.items()
     }
     exp["kd_alpha"] = {kd: m["alpha"] for kd, m in methods.items()}
+    exp["kd_temperature"] = {kd: m.get("temperature") for kd, m in methods.items()}
     exp["vscore_groups"] = dict(config["evaluation"].get("vscore_groups", {}))
     # Render code sees only the roles it can read; the absent ones, for its notes.
     exp["eval_splits"] = present_splits(exp)
@@ -952,9 +973,10 @@ def experiment_view(config: Mapping[str, Any], experiment: str) -> dict[str, Any
 def teacher_spec(
     config: Mapping[str, Any], dataset: str, seed: int | str, tarch: str, taug: str
 ) -> dict[str, Any]:
-    """The full description of a teacher cell (a rule param: changing it reruns the cell)."""
+    """The full description of a teacher cell (a rule param: changing it reruns the cell);
+    a teacher loaded from published weights names their file (its name carries its hash)."""
     ds = config["datasets"][dataset]
-    return {
+    spec = {
         "role": "teacher",
         "dataset": dataset,
         "seed": int(seed),
@@ -963,6 +985,36 @@ def teacher_spec(
         "recipe": dict(ds["training"]["teacher"]),
         "normalization": dict(ds["normalization"]),
     }
+    weights = teacher_weights(config, dataset, tarch, taug)
+    if weights is not None:
+        spec["pretrained"] = Path(weights).name
+    return spec
+
+
+def teacher_weights(config: Mapping[str, Any], dataset: str, tarch: str, taug: str) -> str | None:
+    """The published weights file a teacher cell loads instead of training
+    (``datasets.<dataset>.teacher_weights``), or None: absolute, or under ``data.mirror``."""
+    entry = (config["datasets"][dataset].get("teacher_weights") or {}).get(tarch)
+    if not entry or entry["augmentation"] != taug:
+        return None
+    mirror = config["data"].get("mirror")
+    file = entry["file"]
+    return file if os.path.isabs(file) or not mirror else f"{mirror}/{file}"
+
+
+def teacher_inputs(
+    config: Mapping[str, Any], dataset: str, seed: int | str, tarch: str, taug: str
+) -> dict[str, str]:
+    """The train_teacher rule's inputs: the splits, and the weights file of a teacher
+    loaded from published weights."""
+    inputs = {
+        "train": TRAIN_SPLIT.format(dataset=dataset),
+        "val": VAL_SPLIT.format(dataset=dataset),
+    }
+    weights = teacher_weights(config, dataset, tarch, taug)
+    if weights is not None:
+        inputs["weights"] = weights
+    return inputs
 
 
 def student_spec(

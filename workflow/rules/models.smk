@@ -10,8 +10,9 @@ SPEED = plan.speed_settings(config)
 
 rule train_teacher:
     input:
-        train=plan.TRAIN_SPLIT,
-        val=plan.VAL_SPLIT,
+        unpack(
+            lambda w: plan.teacher_inputs(config, w.dataset, w.seed, w.tarch, w.taug)
+        ),
     output:
         plan.TEACHER_MODEL,
     log:

@@ -12,6 +12,7 @@ with device_job(sm.log[0], sm.config["runtime"]):
         output=sm.output[0],
         teacher_path=sm.input.get("teacher"),
         teacher_logits_path=sm.input.get("teacher_logits"),
+        weights_path=sm.input.get("weights"),  # published weights instead of training
         threads=sm.threads,
         speed=sm.params.speed,
         code=sm.params.code,  # a checkpoint of other training code is not resumed

@@ -47,11 +47,16 @@ class ResNet(Classifier):
     ) -> None:
         super().__init__()
         planes = [scaled(c, width) for c in (64, 128, 256, 512)]
-        self.stem = conv_bn_relu_stem(in_channels, planes[0])
+        self.stem = self.make_stem(in_channels, planes[0])
         self.layers, self.embedding_dim = residual_stages(BasicBlock, planes[0], planes, blocks)
         self.feature_cuts = (0, *stage_ends(1, blocks))
         self.fc = nn.Linear(self.embedding_dim, num_classes)
         init_conv_bn(self)
+
+    @staticmethod
+    def make_stem(in_channels: int, channels: int) -> nn.Module:
+        """The CIFAR stem: one 3x3 stride-1 convolution with BN and ReLU."""
+        return conv_bn_relu_stem(in_channels, channels)
 
     def trunk(self, x: torch.Tensor) -> list[nn.Module]:
         return [self.stem, *self.layers]

@@ -10,33 +10,23 @@ the same pair). Registered as ``resnet18_imagenet`` and ``resnet34_imagenet``
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from kdaug.models.base import Classifier, init_conv_bn, residual_stages, stage_ends
-from kdaug.models.resnet import BasicBlock
-from kdaug.models.zoo import MODELS, scaled
+from kdaug.models.resnet import ResNet
+from kdaug.models.zoo import MODELS
 
 
-class TorchvisionResNet(Classifier):
-    def __init__(
-        self, blocks: tuple[int, ...], num_classes: int, in_channels: int, width: float
-    ) -> None:
-        super().__init__()
-        planes = [scaled(c, width) for c in (64, 128, 256, 512)]
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, planes[0], 7, 2, 3, bias=False),
-            nn.BatchNorm2d(planes[0]),
+class TorchvisionResNet(ResNet):
+    """:class:`kdaug.models.resnet.ResNet` with torchvision's ImageNet stem."""
+
+    @staticmethod
+    def make_stem(in_channels: int, channels: int) -> nn.Module:
+        return nn.Sequential(
+            nn.Conv2d(in_channels, channels, 7, 2, 3, bias=False),
+            nn.BatchNorm2d(channels),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(3, 2, 1),
         )
-        self.layers, self.embedding_dim = residual_stages(BasicBlock, planes[0], planes, blocks)
-        self.feature_cuts = (0, *stage_ends(1, blocks))
-        self.fc = nn.Linear(self.embedding_dim, num_classes)
-        init_conv_bn(self)  # torchvision's: He-normal fan-out convolutions, BN 1 / 0
-
-    def trunk(self, x: torch.Tensor) -> list[nn.Module]:
-        return [self.stem, *self.layers]
 
 
 @MODELS.register("resnet18_imagenet")

@@ -515,11 +515,19 @@ def figure1_models(exp: Mapping[str, Any]) -> list[list[tuple[str, ModelCell]]]:
                 variants = student_variants(exp, taug)
                 several = len({saug for _, saug in variants}) > 1
                 rows.append([
-                    (f"{prefix[taug]}T:{tarch} & {sarch}, {kd}" + (f" ({saug})" if several else ""),
+                    (f"{prefix[taug]}T:{tarch} & {sarch}, {_kd_label(exp, kd)}"
+                     + (f" ({saug})" if several else ""),
                      ModelCell(dataset, seed, tarch, taug, kd, sarch, saug))
                     for kd, saug in variants
                 ])  # fmt: skip
     return rows
+
+
+def _kd_label(exp: Mapping[str, Any], kd: str) -> str:
+    """``KD T = 4`` for a KD method with a temperature (the render view says which), else
+    the method's name."""
+    temperature = exp.get("kd_temperature", {}).get(kd)
+    return f"KD T = {temperature:g}" if temperature is not None else kd
 
 
 def _figure_models(exp: Mapping[str, Any], name: str) -> list[tuple[str, ModelCell]]:

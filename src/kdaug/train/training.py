@@ -318,6 +318,20 @@ def cached_teacher(
         raise BadFileError(f"{os.fspath(path)}: {e}; {hint}") from e
 
 
+def load_published_weights(
+    model: Classifier, spec: Mapping[str, Any], weights_path: str | None
+) -> TrainState:
+    """Load the published weights a teacher spec names (``spec["pretrained"]``, the file's
+    name) into ``model``; the model file then records no training (an empty history)."""
+    from kdaug.models.pretrained import check_weights_file, load_torchvision_weights
+
+    where = f"datasets.{spec['dataset']}.teacher_weights.{spec['arch']['name']}"
+    if weights_path is None or Path(weights_path).name != spec["pretrained"]:
+        raise ValueError(f"{where}: the cell loads {spec['pretrained']}, given {weights_path}")
+    load_torchvision_weights(model, check_weights_file(weights_path, where))
+    return TrainState()
+
+
 def train_cell(
     spec: Mapping[str, Any],
     *,
@@ -326,6 +340,7 @@ def train_cell(
     output: str,
     teacher_path: str | None = None,
     teacher_logits_path: str | None = None,
+    weights_path: str | None = None,
     threads: int | None = None,
     speed: Mapping[str, Any] | None = None,
     code: str | None = None,
@@ -372,26 +387,29 @@ def train_cell(
     )
 
     checkpoint = Path(str(output) + ".ckpt")
-    try:
-        state = fit(
-            model,
-            train,
-            val,
-            recipe=Recipe.from_config(spec["recipe"]),
-            augmentation=augmentation,
-            loss_fn=loss_fn,
-            seed=seed,
-            teacher=teacher,
-            checkpoint=checkpoint,
-            fingerprint=fingerprint({**spec, "speed": dict(speed or {}), "code": code}),
-            speed=Speed.from_config(speed or {}),
-        )
-    except TrainingDivergedError as e:
-        cell = describe(spec_identity(spec))
-        raise TrainingDivergedError(
-            f"{output} ({cell}): {e}, in the config's datasets.{spec['dataset']}.training."
-            f"{spec['role']}. No model was written."
-        ) from None
+    if spec.get("pretrained"):  # a teacher loaded from published weights, not trained
+        state = load_published_weights(model, spec, weights_path)
+    else:
+        try:
+            state = fit(
+                model,
+                train,
+                val,
+                recipe=Recipe.from_config(spec["recipe"]),
+                augmentation=augmentation,
+                loss_fn=loss_fn,
+                seed=seed,
+                teacher=teacher,
+                checkpoint=checkpoint,
+                fingerprint=fingerprint({**spec, "speed": dict(speed or {}), "code": code}),
+                speed=Speed.from_config(speed or {}),
+            )
+        except TrainingDivergedError as e:
+            cell = describe(spec_identity(spec))
+            raise TrainingDivergedError(
+                f"{output} ({cell}): {e}, in the config's datasets.{spec['dataset']}.training."
+                f"{spec['role']}. No model was written."
+            ) from None
     payload = {
         "format": MODEL_FILE_FORMAT,
         # JSON round trip: plain values only, so the file loads with weights_only=True
@@ -420,6 +438,7 @@ def train_cell(
                         "val": {"path": str(val_path), "sha256": file_sha256(val_path)},
                     },
                     "teacher": teacher_path or teacher_logits_path,
+                    "weights": weights_path,
                     "code": code,
                 }
             )
