@@ -12,19 +12,7 @@ import traceback
 from collections.abc import Iterator, Mapping
 from typing import Any, TextIO
 
-
-def process_age() -> float | None:
-    """Seconds since this process started (Linux ``/proc``), or None elsewhere."""
-    try:
-        with open("/proc/self/stat") as fh:
-            # field 22 (starttime, clock ticks after boot); the command name (field 2) may
-            # hold spaces, so count from the closing parenthesis
-            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/uptime") as fh:
-            uptime = float(fh.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+from kdaug.preload import in_child, process_age
 
 
 def timing_line(in_job: float, age: float | None) -> str:
@@ -82,8 +70,9 @@ def job_log(path: str | os.PathLike[str] | None) -> Iterator[None]:
         open(path, "a", buffering=1) as fh,
         open(history_path(path), "a", buffering=1) as history,
     ):
+        how = "forked by the preload server, " if in_child() else ""
         history.write(f"===== attempt started {started} on {socket.gethostname()} "
-                      f"(pid {os.getpid()}) =====\n")  # fmt: skip
+                      f"({how}pid {os.getpid()}) =====\n")  # fmt: skip
         tee = _Tee(fh, history)
         t0 = time.perf_counter()
         with contextlib.redirect_stdout(tee), contextlib.redirect_stderr(tee):

@@ -1,5 +1,9 @@
 """Rule attack_model: FGSM / I-FGSM accuracy of one (model, selection, split)."""
 
+from kdaug.preload import hand_over
+
+hand_over(snakemake)  # noqa: F821 (injected by Snakemake); in a preloaded process if one is up
+
 from kdaug.joblog import device_job
 from kdaug.measure.robustness import attack_file
 

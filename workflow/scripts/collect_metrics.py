@@ -1,5 +1,9 @@
 """Rule collect_metrics: every metrics file of an experiment into one long CSV."""
 
+from kdaug.preload import hand_over
+
+hand_over(snakemake)  # noqa: F821 (injected by Snakemake); in a preloaded process if one is up
+
 from kdaug.joblog import job_log
 from kdaug.measure.evaluation import collect
 

@@ -1,5 +1,9 @@
 """Rule download_archive: fetch one official archive (or copy it from the mirror), verified."""
 
+from kdaug.preload import hand_over
+
+hand_over(snakemake)  # noqa: F821 (injected by Snakemake); in a preloaded process if one is up
+
 from pathlib import Path
 
 from kdaug.data.download import fetch_archive

@@ -1,6 +1,10 @@
 """Rule evaluate_model: logits (+ embeddings) of one model on each of its evaluation
 splits, and their metrics, loading the model once."""
 
+from kdaug.preload import hand_over
+
+hand_over(snakemake)  # noqa: F821 (injected by Snakemake); in a preloaded process if one is up
+
 from kdaug.joblog import device_job
 from kdaug.measure.evaluation import metrics_file
 from kdaug.measure.extract import extract_outputs

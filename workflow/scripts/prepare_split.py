@@ -1,5 +1,9 @@
 """Rule prepare_split: build one canonical split file from its archives."""
 
+from kdaug.preload import hand_over
+
+hand_over(snakemake)  # noqa: F821 (injected by Snakemake); in a preloaded process if one is up
+
 from pathlib import Path
 
 from kdaug.data.canonical import save_split

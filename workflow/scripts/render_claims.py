@@ -1,5 +1,9 @@
 """Rule render_claims: the paper's claims checked across seeds, as a verdict table."""
 
+from kdaug.preload import hand_over
+
+hand_over(snakemake)  # noqa: F821 (injected by Snakemake); in a preloaded process if one is up
+
 from pathlib import Path
 
 from kdaug.joblog import job_log

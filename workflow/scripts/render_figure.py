@@ -1,5 +1,9 @@
 """Rule render_figure: one figure of an experiment's report, as PNG."""
 
+from kdaug.preload import hand_over
+
+hand_over(snakemake)  # noqa: F821 (injected by Snakemake); in a preloaded process if one is up
+
 from kdaug.joblog import job_log
 from kdaug.papers import render_figure
 

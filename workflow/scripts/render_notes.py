@@ -1,6 +1,10 @@
 """Rule render_notes: an experiment's notes.md (the split roles it lacks, and the report
 files left out for them)."""
 
+from kdaug.preload import hand_over
+
+hand_over(snakemake)  # noqa: F821 (injected by Snakemake); in a preloaded process if one is up
+
 from pathlib import Path
 
 from kdaug.io import atomic_path

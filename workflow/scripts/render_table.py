@@ -1,5 +1,9 @@
 """Rule render_table: one table of an experiment's report, as CSV and Markdown."""
 
+from kdaug.preload import hand_over
+
+hand_over(snakemake)  # noqa: F821 (injected by Snakemake); in a preloaded process if one is up
+
 from pathlib import Path
 
 from kdaug.joblog import job_log

@@ -1,5 +1,9 @@
 """Rule teacher_stats: Wang et al.'s T. stddev, v-bar and r-bar of one student cell."""
 
+from kdaug.preload import hand_over
+
+hand_over(snakemake)  # noqa: F821 (injected by Snakemake); in a preloaded process if one is up
+
 from kdaug.joblog import device_job
 from kdaug.measure.teacher_stats import cell_teacher_stats
 

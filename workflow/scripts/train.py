@@ -1,5 +1,9 @@
 """Rules train_teacher and distill_student: train one cell and write its model file."""
 
+from kdaug.preload import hand_over
+
+hand_over(snakemake)  # noqa: F821 (injected by Snakemake); in a preloaded process if one is up
+
 from kdaug.joblog import device_job
 from kdaug.train.training import train_cell
 
