@@ -2,7 +2,7 @@
 
 Lower wings never import higher ones: base modules (io, registry, cells, provenance) <
 data < models < train < measure < report < papers < the workflow's side (plan, render,
-joblog). The import graph is read with ``ast`` (function-local imports included), so a
+joblog, preload). The import graph is read with ``ast`` (function-local imports included), so a
 lazy import cannot hide a circle.
 """
 
@@ -18,7 +18,7 @@ PACKAGE = codehash.PACKAGE_DIR
 LAYERS = {
     "io": 0, "registry": 0, "cells": 0, "provenance": 0, "codehash": 8,
     "data": 1, "models": 2, "train": 3, "measure": 4, "report": 5, "papers": 6,
-    "plan": 7, "render": 8, "joblog": 8, "devices": 8, "verify": 8,
+    "plan": 7, "render": 8, "joblog": 8, "devices": 8, "verify": 8, "preload": 8,
 }  # fmt: skip
 
 

@@ -160,8 +160,8 @@ def test_the_server_preloads_every_module_the_job_scripts_import() -> None:
             if line.startswith("from kdaug"):
                 imported.add(line.split()[1])
     code = (
-        "import sys; from kdaug.preload import PRELOAD\n"
-        "for name in PRELOAD: __import__(name)\n"
+        "import sys; from kdaug.preload import preloaded_modules\n"
+        "for name in preloaded_modules(): __import__(name)\n"
         f"missing = [m for m in {sorted(imported)!r} if m not in sys.modules]\n"
         "print(missing)"
     )

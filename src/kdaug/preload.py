@@ -64,32 +64,51 @@ from typing import Any
 PRELOAD = (
     "numpy",
     "torch",
+    "torch._dynamo",  # torch.optim imports it on an optimizer's construction: 2 s a job
+    "torch.utils.serialization",  # torch.save / torch.load
     "pandas",
     "scipy.stats",
     "sklearn.cluster",
     "sklearn.manifold",
     "sklearn.metrics",
     "matplotlib",
+    "matplotlib.backends.backend_agg",
+    "PIL.Image",
     "seaborn",
     "snakemake.script",
     "snakemake.logging",
-    "kdaug.data.canonical",
-    "kdaug.data.datasets",
-    "kdaug.data.download",
-    "kdaug.io",
-    "kdaug.joblog",
-    "kdaug.devices",
-    "kdaug.train.training",
-    "kdaug.measure.evaluation",
-    "kdaug.measure.extract",
-    "kdaug.measure.robustness",
-    "kdaug.measure.teacher_stats",
-    "kdaug.papers",
-    "kdaug.report.curves",
-    "kdaug.report.plots",
+)
+# ... and the package's job-side modules, named without the "kdaug." prefix so that
+# kdaug.codehash does not count them as imports of this module: a job's code is what its
+# script imports, not what the server happens to hold.
+PRELOAD_KDAUG = (
+    "data.canonical",
+    "data.datasets",
+    "data.download",
+    "io",
+    "joblog",
+    "devices",
+    "train.training",
+    "measure.evaluation",
+    "measure.extract",
+    "measure.robustness",
+    "measure.teacher_stats",
+    "measure.vscore",
+    "plan",
+    "render",
+    "papers",
+    "report.curves",
+    "report.plots",
 )
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 DEFAULT_IDLE_SECONDS = 120.0
+
+
+def preloaded_modules() -> list[str]:
+    """Every module a server imports before it serves."""
+    return [*PRELOAD, *(f"kdaug.{name}" for name in PRELOAD_KDAUG)]
+
+
 _HEADER = struct.Struct("!I")
 _in_child = False  # set in a forked child: its script's own hand_over call returns
 _client_started_at: float | None = None  # in a child: when its client process started
@@ -295,7 +314,7 @@ def serve(sock_path: str, lock_path: str, idle: float | None = None) -> None:
     if idle is None:
         idle = float(os.environ.get("KDAUG_PRELOAD_IDLE", DEFAULT_IDLE_SECONDS))
     t0 = time.perf_counter()
-    for name in PRELOAD:
+    for name in preloaded_modules():
         __import__(name)
     import gc
 
