@@ -9,7 +9,8 @@ ones): the training step eager fp32, bf16 autocast, channels_last, both, compile
 compute ceiling under the same settings; then a student reading cached teacher logits;
 two training processes sharing the GPU at once (what ``runtime.gpu_slots: 2`` allows);
 and a real model file trained, evaluated (``extract_outputs``) and attacked (FGSM,
-I-FGSM) on the device. ``--cpu`` skips the paths that need CUDA (compile, CUDA graphs)
+I-FGSM) on the device; and a job run by a preload server (kdaug.preload) on the device.
+``--cpu`` skips the paths that need CUDA (compile, CUDA graphs)
 and marks them so. The table (path | ok | img/s | ours / ceiling) is printed and written
 to ``--out`` (default ``results/gpu_check.md``); the exit status is 1 if any path failed.
 Figures, not a test: nothing here fails on a speed.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -196,6 +198,49 @@ def check_model_file(check: Check, arch: dict[str, Any]) -> None:
     check.attempt("model file: FGSM + I-FGSM (3 steps)", attack)
 
 
+PRELOADED_JOB = """
+import sys
+from kdaug.preload import hand_over, in_child
+hand_over(setting="on")
+import torch
+device = "cuda" if torch.cuda.is_available() and "--cpu" not in sys.argv else "cpu"
+torch.manual_seed(0)
+x = torch.randn(256, 256, device=device, requires_grad=True)
+(x @ x).sum().backward()
+print("child" if in_child() else "own-process", device, float(x.grad.sum()))
+"""
+
+
+def check_preloaded_job(check: Check, args: argparse.Namespace) -> None:
+    """A job forked by a preload server (kdaug.preload) uses the device: the server
+    never starts CUDA, so the child can (``runtime.preload: auto`` stays off on GPU
+    machines until this row has said ok)."""
+
+    def measure() -> tuple[None, None]:
+        folder = Path(tempfile.mkdtemp(prefix="gpu_check_preload_"))
+        script = folder / "job.py"
+        script.write_text(PRELOADED_JOB)
+        env = {**os.environ, "KDAUG_PRELOAD_DIR": str(folder / "run"), "KDAUG_PRELOAD_IDLE": "10"}
+        command = [sys.executable, str(script), *(["--cpu"] if args.cpu else [])]
+        first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        deadline = time.monotonic() + 120
+        while not any((folder / "run").glob("*.sock")):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no preload server came up: {first.stderr[-300:]}")
+            time.sleep(0.2)
+        forked = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        words = forked.stdout.split()
+        expected = ["child", check.device.type]
+        if forked.returncode or words[:2] != expected or first.stdout.split()[2:] != words[2:]:
+            raise RuntimeError(
+                f"forked job said {forked.stdout!r} {forked.stderr[-300:]!r} "
+                f"(wanted {expected} and the first run's {first.stdout!r})"
+            )
+        return None, None
+
+    check.attempt("job forked by the preload server", measure)
+
+
 def models(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     if args.cpu:
         return CPU_MODELS
@@ -235,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     check_cached_teacher(check, rest[0] if rest else first, first)
     check_shared_device(check, next(iter(archs)), args)
     check_model_file(check, first)
+    check_preloaded_job(check, args)
     table = "\n".join(
         [f"GPU check on {name} (torch {torch.__version__}), "
          f"{time.perf_counter() - start:.0f} s", "",

@@ -133,23 +133,35 @@ def test_off_runs_the_job_in_its_own_process(
     assert f"ran in {proc.pid} client" in out
 
 
-def test_settings() -> None:
-    assert preload.enabled("auto", {})
-    assert not preload.enabled("auto", {"SLURM_JOB_ID": "7"})  # each job may be elsewhere
-    assert preload.enabled("on", {"SLURM_JOB_ID": "7"})
-    assert not preload.enabled("on", {"KDAUG_PRELOAD": "0"})
-    assert not preload.enabled("off", {})
+def test_settings(tmp_path: Path) -> None:
+    no_gpu, gpu = tmp_path / "none", tmp_path / "gpus"
+    (gpu / "0000:17:00.0").mkdir(parents=True)  # what the NVIDIA driver lists per GPU
+    assert preload.enabled("auto", {}, no_gpu)
+    assert not preload.enabled("auto", {"SLURM_JOB_ID": "7"}, no_gpu)  # jobs land anywhere
+    assert not preload.enabled("auto", {}, gpu)  # not yet checked on a GPU
+    assert preload.enabled("auto", {"CUDA_VISIBLE_DEVICES": ""}, gpu)  # none visible
+    assert preload.enabled("on", {"SLURM_JOB_ID": "7"}, gpu)
+    assert not preload.enabled("on", {"KDAUG_PRELOAD": "0"}, no_gpu)
+    assert not preload.enabled("off", {}, no_gpu)
 
 
-def test_the_server_key_changes_with_the_code_and_the_hash_seed(tmp_path: Path) -> None:
+def test_the_server_key_changes_with_the_code_and_what_imports_read(tmp_path: Path) -> None:
     code = tmp_path / "pkg"
     code.mkdir()
     (code / "a.py").write_text("x = 1\n")
     key = preload.server_key({}, code)
     assert preload.server_key({}, code) == key
     assert preload.server_key({"PYTHONHASHSEED": "0"}, code) != key
+    assert preload.server_key({"TORCHINDUCTOR_CACHE_DIR": "/x"}, code) != key
+    # per-job settings applied in the child do not split the servers
+    assert preload.server_key({"OMP_NUM_THREADS": "3", "HOME": "/y"}, code) == key
     (code / "a.py").write_text("x = 22\n")  # an edit: size (and mtime) change
     assert preload.server_key({}, code) != key
+
+
+def test_a_server_whose_imports_fail_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(preload, "PRELOAD", ("numpy", "no_such_module_here"))
+    assert "No module named 'no_such_module_here'" in preload._preload()
 
 
 def test_the_server_preloads_every_module_the_job_scripts_import() -> None:

@@ -23,8 +23,9 @@ torch's fixed initial seed as in a fresh process). ``tests/test_preload.py`` che
 training job gives byte-identical model files both ways.
 
 Safety: the server is keyed by the interpreter, the installed packages (site-packages'
-mtime), ``PYTHONPATH``/``PYTHONHASHSEED`` and the size and mtime of every file of the
-``kdaug`` package, so edited code never runs in a server that imported the old one; it
+mtime), the environment variables libraries read on import (``PYTHON*``, ``TORCH*``,
+``CUDA*``, ``MKL*``...) and the size and mtime of every file of the ``kdaug`` package,
+so edited code never runs in a server that imported the old one; it
 holds a lock for its lifetime (one server per key), listens on a user-only socket and
 exits after ``KDAUG_PRELOAD_IDLE`` seconds (default 120) without a job. A client that is
 killed (Snakemake cancelling the job) closes its socket, and its child kills itself. A
@@ -32,7 +33,10 @@ child that dies without a status fails the job (exit 1).
 
 Off with ``runtime.preload: "off"`` or ``KDAUG_PRELOAD=0``; ``auto`` (the default) is off
 inside SLURM jobs, where each job may land on another node and a server would be killed
-with the job that started it.
+with the job that started it, and on machines with an NVIDIA GPU until a GPU run has
+checked CUDA in a forked child (``make gpu-check`` does; ``"on"`` forces it). A server
+whose imports fail (or start CUDA) serves nothing: it logs why and holds its lock while
+idle, so the jobs run in their own processes instead of each starting another.
 """
 
 from __future__ import annotations
@@ -100,7 +104,6 @@ PRELOAD_KDAUG = (
     "report.curves",
     "report.plots",
 )
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 DEFAULT_IDLE_SECONDS = 120.0
 
 
@@ -114,13 +117,40 @@ _in_child = False  # set in a forked child: its script's own hand_over call retu
 _client_started_at: float | None = None  # in a child: when its client process started
 
 
-def enabled(setting: str = "auto", env: Mapping[str, str] | None = None) -> bool:
+NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")
+
+
+def enabled(
+    setting: str = "auto", env: Mapping[str, str] | None = None, gpus: Path = NVIDIA_GPUS
+) -> bool:
     """Whether a job hands over: ``runtime.preload`` (auto/on/off), ``KDAUG_PRELOAD=0``
-    turning it off, and auto meaning "not inside a SLURM job"."""
+    turning it off. ``auto`` is on except inside a SLURM job and on a machine with a
+    visible NVIDIA GPU: a CUDA context does not survive a fork, and although the server
+    never starts one, that has not yet been checked on a GPU (``make gpu-check`` runs a
+    CUDA job through a server with ``on``)."""
     env = os.environ if env is None else env
     if env.get("KDAUG_PRELOAD", "") == "0" or setting == "off":
         return False
-    return setting == "on" or "SLURM_JOB_ID" not in env
+    if setting == "on":
+        return True
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    has_gpu = visible not in ("", "-1") and gpus.is_dir() and any(gpus.iterdir())
+    return "SLURM_JOB_ID" not in env and not has_gpu
+
+
+# Variables that libraries read when they are imported: a server imported them under
+# the values of its key. (Thread counts are applied per job instead, see _adopt.)
+ENV_PREFIXES = ("PYTHON", "TORCH", "PYTORCH", "CUDA", "CUBLAS", "CUDNN", "NVIDIA", "MKL",
+                "KMP", "OMP", "OPENBLAS", "GOMP", "MPL", "LD_", "KDAUG_")  # fmt: skip
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+ENV_PER_JOB = (*THREAD_VARIABLES, "KDAUG_PRELOAD", "KDAUG_PRELOAD_IDLE", "KDAUG_PRELOAD_DIR")
+
+
+def import_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The variables of ``env`` that a server's imports may have read."""
+    return {
+        k: v for k, v in sorted(env.items()) if k.startswith(ENV_PREFIXES) and k not in ENV_PER_JOB
+    }
 
 
 KDAUG_DIR = Path(__file__).resolve().parent
@@ -139,8 +169,7 @@ def server_key(env: Mapping[str, str] | None = None, code_dir: Path = KDAUG_DIR)
         "executable": sys.executable,
         "version": sys.version,
         "site": [str(site), site.stat().st_mtime_ns if site.exists() else None],
-        "pythonpath": env.get("PYTHONPATH"),
-        "hashseed": env.get("PYTHONHASHSEED"),
+        "environment": import_environment(env),
         "kdaug": [str(code_dir), code],
     }
     return hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:20]
@@ -314,11 +343,13 @@ def serve(sock_path: str, lock_path: str, idle: float | None = None) -> None:
     if idle is None:
         idle = float(os.environ.get("KDAUG_PRELOAD_IDLE", DEFAULT_IDLE_SECONDS))
     t0 = time.perf_counter()
-    for name in preloaded_modules():
-        __import__(name)
-    import gc
-
-    gc.freeze()  # children do not copy the preloaded objects' pages when they collect
+    problem = _preload()
+    if problem:
+        # hold the lock while idle: the jobs run in their own processes meanwhile, rather
+        # than each starting another server that fails the same way
+        print(f"{time.ctime()}: pid {os.getpid()} not serving: {problem}", flush=True)
+        time.sleep(idle)
+        return
     print(f"{time.ctime()}: pid {os.getpid()} preloaded in {time.perf_counter() - t0:.1f} s",
           flush=True)  # fmt: skip
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -347,6 +378,26 @@ def serve(sock_path: str, lock_path: str, idle: float | None = None) -> None:
         os.close(lock_fd)  # the lock stays with the server
         raise SystemExit(_child(child_conn))
     print(f"{time.ctime()}: idle for {idle:.0f} s after {served} jobs; exiting", flush=True)
+    for path in (lock_path, f"{sock_path.removesuffix('.sock')}.log"):  # only a failure's stay
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def _preload() -> str | None:
+    """Import everything; a reason not to serve, or None."""
+    try:
+        for name in preloaded_modules():
+            __import__(name)
+    except Exception:
+        return "a preloaded import failed:\n" + traceback.format_exc()
+    import torch
+
+    if torch.cuda.is_initialized():  # a CUDA context cannot be used after a fork
+        return "an import initialised CUDA"
+    import gc
+
+    gc.freeze()  # children do not copy the preloaded objects' pages when they collect
+    return None
 
 
 def _adopt(request: Mapping[str, Any]) -> None:
@@ -357,7 +408,8 @@ def _adopt(request: Mapping[str, Any]) -> None:
     sys.path[:] = request["path"]
     sys.argv[:] = request["argv"]
     os.umask(request["umask"])
-    os.sched_setaffinity(0, request["affinity"])
+    with contextlib.suppress(OSError):  # a CPU set the server may not use
+        os.sched_setaffinity(0, request["affinity"])
     random.seed()
     import numpy as np
 
