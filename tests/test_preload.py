@@ -27,6 +27,8 @@ print("ran in", os.getpid(), "child" if in_child() else "client", os.getcwd(),
       os.environ.get("MARK"), os.environ.get("OMP_NUM_THREADS"), sys.argv[1:])
 import torch
 print("torch threads", torch.get_num_threads())
+import tempfile
+print("tmp", tempfile.gettempdir())
 print("to stderr", file=sys.stderr)
 what = os.environ.get("WHAT", "")
 if what == "fail":
@@ -78,13 +80,15 @@ def test_a_job_runs_in_a_forked_child_with_the_clients_folder_environment_and_st
     served: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
     script, env = served
-    proc = run_job(script, tmp_path, {**env, "MARK": "m1", "OMP_NUM_THREADS": "1"}, "arg")
+    job_env = {**env, "MARK": "m1", "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
+    proc = run_job(script, tmp_path, job_env, "arg")
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     ran = out.splitlines()[0].split()
     assert ran[3] == "child" and int(ran[2]) != proc.pid
     assert ran[4:] == [str(tmp_path), "m1", "1", "['arg']"]
     assert "torch threads 1" in out  # OMP_NUM_THREADS applied as a fresh process reads it
+    assert f"tmp {tmp_path}" in out  # Snakemake's tmpdir resource
     assert err == "to stderr\n"
 
 

@@ -142,7 +142,11 @@ def enabled(
 # the values of its key. (Thread counts are applied per job instead, see _adopt.)
 ENV_PREFIXES = ("PYTHON", "TORCH", "PYTORCH", "CUDA", "CUBLAS", "CUDNN", "NVIDIA", "MKL",
                 "KMP", "OMP", "OPENBLAS", "GOMP", "MPL", "LD_", "KDAUG_")  # fmt: skip
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# what Snakemake sets to a job's thread count (snakemake/shell.py)
+THREAD_VARIABLES = (
+    *("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS"),
+    *("VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"),
+)
 ENV_PER_JOB = (*THREAD_VARIABLES, "KDAUG_PRELOAD", "KDAUG_PRELOAD_IDLE", "KDAUG_PRELOAD_DIR")
 
 
@@ -264,14 +268,18 @@ def hand_over(snakemake: Any = None, setting: str | None = None) -> None:
         return
     main = sys.modules["__main__"]
     script = getattr(main, "__real_file__", None) or sys.argv[0]
-    key = server_key()
-    sock_path = _paths(key)[0]
+    try:
+        key = server_key()
+        sock_path = _paths(key)[0]
+    except OSError:  # no usable folder for a server: run here
+        return
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.connect(str(sock_path))
-    except OSError:
+    except OSError:  # no server up: start one for the next jobs and run here
         conn.close()
-        start_server(key)
+        with contextlib.suppress(OSError):
+            start_server(key)
         return
     code = _run_remotely(conn, os.path.abspath(script))
     if code is None:  # the server went away before the child started: run here
@@ -408,6 +416,7 @@ def _adopt(request: Mapping[str, Any]) -> None:
     sys.path[:] = request["path"]
     sys.argv[:] = request["argv"]
     os.umask(request["umask"])
+    tempfile.tempdir = None  # found again from the job's TMPDIR (Snakemake's tmpdir)
     with contextlib.suppress(OSError):  # a CPU set the server may not use
         os.sched_setaffinity(0, request["affinity"])
     random.seed()
