@@ -47,6 +47,7 @@ def publish(
     missing = [e for e in experiments if not (run / e).is_dir()]
     if missing:
         raise FileNotFoundError(f"{run}: no report folder for {', '.join(missing)}")
+    commit = git_commit()  # before the copy below makes the checkout differ from it
     if dest.exists():
         shutil.rmtree(dest)
     copied = []
@@ -58,7 +59,7 @@ def publish(
                 shutil.copy2(file, target)
                 copied.append(target)
     provenance = {
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "command": command,
         "wall_s": wall_s,
         "experiments": list(experiments),
