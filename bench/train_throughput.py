@@ -70,9 +70,19 @@ OFFICIAL = {
 CLASSES = {"cifar100": 100, "tiny_imagenet": 200}
 
 
+def official_name(ds: Mapping[str, Any], dataset: str) -> str:
+    """Which official dataset a config entry reads: its builder, its own name, or the
+    folder of its archives (``fashion_rd`` reads ``fashion-mnist/...``)."""
+    archives = [path.split("/")[0].replace("-", "_") for path in ds.get("archives", {}).values()]
+    for name in (ds["builder"], dataset, *archives):
+        if name in OFFICIAL:
+            return name
+    raise KeyError(f"datasets.{dataset}: the bench knows no official size for it")
+
+
 def train_size(config: Mapping[str, Any], dataset: str) -> tuple[int, tuple[int, int, int]]:
     ds = config["datasets"][dataset]
-    official, shape = OFFICIAL[ds["builder"] if ds["builder"] in OFFICIAL else dataset]
+    official, shape = OFFICIAL[official_name(ds, dataset)]
     held = int(ds.get("val_size", 0)) + int(ds.get("test_size", 0))
     return official - held, shape
 
@@ -90,7 +100,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(run: Callable[[], int], device: torch.device, repeats: int = 2) -> float:
+def timed(run: Callable[[], int], device: torch.device, repeats: int = 5) -> float:
     """img/s of ``run`` (returns images done); the first call warms up (and compiles)."""
     run()
     best = math.inf
@@ -302,7 +312,7 @@ class Bench:
     def workload(self, dataset: str, role: str) -> tuple[int, tuple[int, int, int], int]:
         """(batch size, image shape, classes) of a dataset's teacher or student recipe."""
         _, shape = train_size(self.config, dataset)
-        classes = CLASSES.get(self.config["datasets"][dataset]["builder"], 10)
+        classes = CLASSES.get(official_name(self.config["datasets"][dataset], dataset), 10)
         batch = int(self.config["datasets"][dataset]["training"][role]["batch_size"])
         return (min(batch, 32) if self.quick else batch), shape, classes
 

@@ -37,3 +37,18 @@ def test_gpu_check_cpu_mode_writes_its_table(tmp_path: Path) -> None:
     assert "| model file: train_cell (1 epoch) | ok |" in text
     assert "FAILED" not in text, text  # a failed path is a row (and exit status 1)
     assert str(table) in out
+    assert "| job forked by the preload server | ok |" in text
+
+
+def test_throughput_bench_knows_the_size_of_every_fashion_dataset() -> None:
+    """fashion_rd reads Fashion-MNIST's archives under another builder name (it crashed
+    the bench): each dataset of the Fashion config maps to an official size."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from kdaug import plan
+    from train_throughput import OFFICIAL, official_name, train_size
+
+    config = plan.load_layered_config([ROOT / "config/config.yaml", ROOT / "config/fashion.yaml"])
+    for name in ("fashion_mnist", "fashion_rd"):
+        assert official_name(config["datasets"][name], name) == "fashion_mnist"
+    size, shape = train_size(config, "fashion_rd")
+    assert shape == OFFICIAL["fashion_mnist"][1] and 0 < size < OFFICIAL["fashion_mnist"][0]
