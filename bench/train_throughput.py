@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import math
 import sys
@@ -55,7 +56,7 @@ from kdaug.train.engine import (
 )
 from kdaug.train.losses import CrossEntropy, HintonKD
 from kdaug.train.methods import METHODS, build_objective
-from kdaug.train.training import build_cell_model
+from kdaug.train.training import build_cell_model, keep_freed_memory
 
 # Official training-set sizes and image shapes (the canonical files need not exist here);
 # the pipeline's train split is the official one minus the config's validation holdout.
@@ -202,7 +203,12 @@ def baseline(arch, batch, steps, shape, classes, device, workers: int) -> float:
             sgd_step(model, optimizer, x, y)
         return batch * steps
 
-    return timed(run, device)
+    rate = timed(run, device)
+    # persistent workers prefetch the next epoch and live on with the loader: stop them
+    # here, or they compete with the next measurement for the CPU
+    loader = None  # the last reference: its iterator shuts the workers down
+    gc.collect()
+    return rate
 
 
 def ceiling(arch, batch, steps, shape, classes, device, speed) -> float:
@@ -511,6 +517,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="TEACHER:STUDENT",
         help="also time every KD method of the config for this pair (img/s vs plain KD)",
     )
+    parser.add_argument(
+        "--malloc",
+        choices=["keep", "default"],
+        default="keep",
+        help="CPU: keep freed memory as the pipeline's jobs do (keep_freed_memory), or "
+        "glibc's default (the knob's baseline)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     return parser.parse_args(argv)
 
@@ -523,6 +536,8 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device("cuda" if cuda else "cpu")
     if not cuda:
         torch.set_num_threads(int(config["runtime"].get("threads", 1)))
+        if args.malloc == "keep":
+            keep_freed_memory()
     bench = Bench(
         config,
         device,
@@ -534,7 +549,8 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"# device {device} ({torch.cuda.get_device_name(device) if cuda else 'CPU'}), "
         f"precision {bench.speed.precision}, channels_last {bench.speed.channels_last}, "
-        f"compile {bench.speed.compile}, {bench.steps} batches per figure",
+        f"compile {bench.speed.compile}, {bench.steps} batches per figure"
+        + ("" if cuda else f", malloc {args.malloc}"),
         flush=True,
     )
     cells, needed = grid_workloads(config)

@@ -55,14 +55,44 @@ SELECTIONS = ("last", "best_val")
 
 
 def pick_device(threads: int | None = None) -> torch.device:
-    """CUDA when present (the device Snakemake's job was given), else the CPU.
+    """CUDA when present (the device Snakemake's job was given), else the CPU (with
+    :func:`keep_freed_memory`).
 
     Inside a SLURM job or a GPU slot ``CUDA_VISIBLE_DEVICES`` already narrows the
     visible devices, so ``cuda`` (index 0) is the allocated one.
     """
     if threads:
         torch.set_num_threads(threads)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    keep_freed_memory()
+    return torch.device("cpu")
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc's malloc keep freed memory in the process instead of unmapping it.
+
+    On the CPU every training step allocates its batch and activations afresh (0.5-3 MB
+    tensors for a LeNet batch), above glibc's mmap threshold, so each one was mapped and
+    unmapped from the OS and its pages faulted in again: LeNet's step ran ~15-20% faster
+    with the threshold raised to its maximum and no trimming (bench/train_throughput.py,
+    docs/cpu_knobs.md). Only where memory comes from changes, never a value. Returns
+    whether glibc took the settings (False off glibc)."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # malloc.h
+    return all(
+        libc.mallopt(option, value) == 1
+        for option, value in (
+            (m_mmap_threshold, 32 << 20),  # glibc's maximum on 64-bit
+            (m_trim_threshold, 1 << 30),
+            (m_top_pad, 64 << 20),
+        )
+    )
 
 
 def fingerprint(spec: Mapping[str, Any]) -> str:
