@@ -148,6 +148,37 @@ def test_speed_auto_is_float32_channels_last_on_the_cpu() -> None:
         assert torch.equal(auto[k], v), k
 
 
+def test_channels_last_stays_off_on_the_cpu_for_a_narrow_strided_1x1_convolution() -> None:
+    """torch 2.14.1's channels_last backward of a 1x1 stride-2 conv with 2-7 input channels
+    corrupts the heap on the CPU (crashed CI's ResNet-8 at width 0.25): such a model trains
+    in NCHW, others keep the faster layout, and the log says why."""
+    from kdaug.models import build_model
+    from kdaug.train.engine import Speed, cpu_channels_last_hazards
+
+    narrow = build_model("resnet8", num_classes=10, in_channels=1, image_size=32, width=0.25)
+    wide = build_model("resnet8", num_classes=10, in_channels=1, image_size=32, width=0.5)
+    hazards = cpu_channels_last_hazards(narrow, None)
+    assert hazards and all(".shortcut." in name for name in hazards)
+    assert cpu_channels_last_hazards(wide, nn.Conv2d(4, 8, 3, stride=2), nn.Conv2d(1, 8, 1, 2)) == []
+    assert cpu_channels_last_hazards(nn.Conv2d(7, 8, 1, stride=(1, 4))) == ["Conv2d"]
+    said: list[str] = []
+    on = Speed("fp32", "on", "off")
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert on.clear_of_cpu_layout_hazards(cpu, narrow, log=said.append).channels_last == "off"
+    assert "channels_last off" in said[0] and hazards[0] in said[0]
+    assert on.clear_of_cpu_layout_hazards(cpu, wide, log=said.append) is on
+    assert on.clear_of_cpu_layout_hazards(cuda, narrow, log=said.append) is on
+    assert len(said) == 1
+    # ... and the batch follows the model: a crop's NHWC gather of 1-channel images has
+    # strides that read as channels_last, which made convolutions pick those kernels
+    gathered = torch.arange(2 * 8 * 8.0).view(2, 8, 8, 1).permute(0, 3, 1, 2)
+    nchw = Speed("fp32", "off", "off").lay_out_input(gathered)
+    assert nchw.stride() == (64, 64, 8, 1) and torch.equal(nchw, gathered)
+    rgb = torch.zeros(2, 3, 8, 8)
+    assert Speed("fp32", "off", "off").lay_out_input(rgb) is rgb
+    assert on.lay_out_input(rgb).is_contiguous(memory_format=torch.channels_last)
+
+
 def test_channels_last_and_bf16_change_rounding_not_the_computation() -> None:
     reference = _train_with(("fp32", "off", "off"))
     for speed, tol in ((("fp32", "on", "off"), 1e-4), (("bf16", "off", "off"), 0.1)):

@@ -18,7 +18,7 @@ import pickle
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,22 @@ class Speed:
             layout = "on"
         return Speed(precision, layout, self.compile)
 
+    def clear_of_cpu_layout_hazards(
+        self, device: torch.device, *modules: object, log: Callable[[str], None]
+    ) -> Speed:
+        """This setting, with channels_last turned off on the CPU when ``modules`` hold a
+        convolution whose channels_last backward corrupts memory there
+        (:func:`cpu_channels_last_hazards`); the layout changes speed, never a value."""
+        if device.type != "cpu" or self.channels_last != "on":
+            return self
+        hazards = cpu_channels_last_hazards(*modules)
+        if not hazards:
+            return self
+        log(f"channels_last off: on the CPU its backward corrupts memory for "
+            f"{', '.join(hazards)} (1x1 convolutions with stride > 1 and 2-7 input "
+            f"channels; torch 2.14.1)")  # fmt: skip
+        return replace(self, channels_last="off")
+
     def autocast(self, device: torch.device):
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
@@ -121,6 +137,25 @@ class Speed:
             model.to(memory_format=torch.channels_last)
         return model
 
+    def lay_out_input(self, x: torch.Tensor) -> torch.Tensor:
+        """An image batch in this setting's layout. Needed both ways: convolutions follow
+        the input's strides as well as the weights', and a 1-channel batch gathered in
+        NHWC (a random crop) has strides that read as channels_last, so an NCHW model
+        fed with it ran the channels_last kernels anyway."""
+        if x.dim() != 4:
+            return x
+        if self.channels_last == "on":
+            return x.contiguous(memory_format=torch.channels_last)
+        _, c, h, w = x.shape
+        if x.stride() == (c * h * w, h * w, w, 1):
+            return x
+        return x.clone(memory_format=torch.contiguous_format)
+
+    def lay_out_batch(self, batch: StepBatch) -> StepBatch:
+        """A training step's inputs (``x`` and the appended ``x'``) in this layout."""
+        extra = None if batch.extra is None else self.lay_out_input(batch.extra)
+        return replace(batch, x=self.lay_out_input(batch.x), extra=extra)
+
     def prepare(self, model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
         """Lay the model out and return the callable to train with: the model, or its
         compiled wrapper (which shares its parameters and state dict)."""
@@ -128,6 +163,30 @@ class Speed:
         if self.compile == "off":
             return model
         return torch.compile(model, mode=None if self.compile == "default" else self.compile)
+
+
+def cpu_channels_last_hazards(*modules: object) -> list[str]:
+    """Names of the convolutions in ``modules`` (``nn.Module``s; anything else is skipped)
+    whose training step in channels_last crashes or corrupts the heap on the CPU.
+
+    torch 2.14.1 on a 2-core AMD EPYC without AVX-512: the weight gradient of a 1x1
+    convolution with stride 2 or 4 and 2-7 input channels, in channels_last, ends in
+    "double free or corruption", "corrupted size vs. prev_size", a bus error or a
+    segfault; 1 or >= 8 input channels, other kernels, stride 1 or 3, NCHW and
+    forward-only passes are fine (every case checked, one process each). CI machines
+    with AVX-512 ran the same step without a crash, but a quietly corrupted heap would
+    not crash either, so the check holds on every CPU. A ResNet's shortcut at width <= 0.25 has such
+    a convolution (ResNet-8 at 0.25: 4 input channels)."""
+    return [
+        f"{type(module).__name__}.{name}" if name else type(module).__name__
+        for module in modules
+        if isinstance(module, nn.Module)
+        for name, layer in module.named_modules()
+        if isinstance(layer, nn.Conv2d)
+        and tuple(layer.kernel_size) == (1, 1)
+        and max(layer.stride) > 1
+        and 2 <= layer.in_channels < 8
+    ]
 
 
 @dataclass
@@ -502,6 +561,7 @@ def train_one_epoch(
         index = torch.as_tensor(chunk).to(device, non_blocking=True)
         with speed.autocast(device):
             batch = step_batch(data, index, augmentation, rng, teacher, model, request)
+            batch = speed.lay_out_batch(batch)
             net = model if forward is None else forward
             loss, logits = step_loss(net, batch, loss_fn, request)
         optimizer.zero_grad(set_to_none=True)
@@ -716,6 +776,7 @@ def fit(
     """
     device = train.labels.device
     speed = (speed or Speed("fp32", "off", "off")).resolve(device)
+    speed = speed.clear_of_cpu_layout_hazards(device, model, loss_fn, log=log)
     forward = speed.prepare(model)
     if isinstance(teacher, nn.Module):
         speed.lay_out(teacher)  # the teacher runs eagerly, under no_grad
