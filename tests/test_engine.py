@@ -159,7 +159,8 @@ def test_channels_last_stays_off_on_the_cpu_for_a_narrow_strided_1x1_convolution
     wide = build_model("resnet8", num_classes=10, in_channels=1, image_size=32, width=0.5)
     hazards = cpu_channels_last_hazards(narrow, None)
     assert hazards and all(".shortcut." in name for name in hazards)
-    assert cpu_channels_last_hazards(wide, nn.Conv2d(4, 8, 3, stride=2), nn.Conv2d(1, 8, 1, 2)) == []
+    fine = (wide, nn.Conv2d(4, 8, 3, stride=2), nn.Conv2d(1, 8, 1, stride=2))
+    assert cpu_channels_last_hazards(*fine) == []
     assert cpu_channels_last_hazards(nn.Conv2d(7, 8, 1, stride=(1, 4))) == ["Conv2d"]
     said: list[str] = []
     on = Speed("fp32", "on", "off")
