@@ -65,7 +65,7 @@ bench: setup
 bench-quick: setup
 	$(BIN)/python bench/train_throughput.py --quick
 
-# Every CUDA path once, one table (results/gpu_check.md); GPU_CHECK_ARGS=--cpu: CI's smoke run.
+# Every CUDA path once, one table (results/gpu_check.md); GPU_CHECK_ARGS=--cpu: the tests' smoke run.
 gpu-check: setup
 	$(BIN)/python bench/gpu_check.py $(GPU_CHECK_ARGS)
 

@@ -120,8 +120,9 @@ def test_narrowing_from_the_command_line(tmp_path: Path) -> None:
 
 
 TEACHER = "results/models/digits/seed0/resnet18-none/model.pt"
-# Long enough to be killed mid-run: 12 epochs, a checkpoint after each.
-LONG = "datasets:\n  digits:\n    training:\n      teacher: {epochs: 12, checkpoint_every: 1}\n"
+# Long enough to be killed mid-run (the kill follows the first checkpoint, ~3 s into a
+# ~20 s run): 6 epochs, a checkpoint after each.
+LONG = "datasets:\n  digits:\n    training:\n      teacher: {epochs: 6, checkpoint_every: 1}\n"
 ARGS = (TEACHER, "--cores", "1", *DEMO, "config/long.yaml")
 
 
