@@ -78,7 +78,9 @@ class Speed:
       (tensor cores) and on the CPU, where one SGD step at batch 128 on 1x32x32 images ran
       1.20-1.62x faster on every model of the demo and Fashion-MNIST configs (LeNet 1.56,
       AlexNet 1.20, ResNet-8 1.62, ResNet-20 1.40, ResNet-18 1.26; 1 thread,
-      ``bench/cpu_knobs.py``), while CPU bf16 autocast was 0.81-0.98x (slower).
+      ``bench/cpu_knobs.py``), while CPU bf16 autocast was 0.81-0.98x (slower). A model
+      with a convolution whose channels_last backward corrupts memory on the CPU trains
+      in NCHW there whatever the setting (:func:`cpu_channels_last_hazards`).
     - ``compile``: ``torch.compile`` mode for the training forward/backward: ``off``,
       ``default``, ``reduce-overhead`` (CUDA graphs: small batches stop being
       launch-bound) or ``max-autotune``. Compiled dropout draws its masks from another
