@@ -37,6 +37,10 @@ if what == "sleep":
     open(sys.argv[1], "w").write(str(os.getpid()))
     import time
     time.sleep(60)
+if what == "exit_handlers":
+    import atexit
+    kept = tempfile.TemporaryDirectory(dir=sys.argv[1])  # its finalizer removes it at exit
+    atexit.register(lambda: open(os.path.join(sys.argv[1], "atexit.txt"), "w").write("ran"))
 sys.exit(int(os.environ.get("CODE", "0")))
 """
 
@@ -104,6 +108,18 @@ def test_exit_status_and_errors_reach_the_client(
     assert "child" in out
     assert proc.returncode == 1
     assert "ValueError: the job's own error" in err and "Traceback" in err
+
+
+def test_a_child_runs_the_exit_handlers_before_it_leaves(
+    served: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    # the child skips Python's module teardown (preload._leave), not the exit handlers
+    script, env = served
+    proc = run_job(script, tmp_path, {**env, "WHAT": "exit_handlers"}, str(tmp_path))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "child" in out, err
+    assert [p.name for p in tmp_path.iterdir()] == ["atexit.txt"]  # the temporary folder went
+    assert (tmp_path / "atexit.txt").read_text() == "ran"
 
 
 def test_killing_the_client_kills_its_child(
