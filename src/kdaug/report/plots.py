@@ -160,10 +160,11 @@ def heatmap(
 
 
 def _luminance(rgba: np.ndarray) -> float:
-    """Relative luminance of an sRGB colour (WCAG 2.0)."""
-    rgb = np.asarray(rgba[:3], dtype=float)
-    linear = np.where(rgb <= 0.03928, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
-    return float(linear @ [0.2126, 0.7152, 0.0722])
+    """Relative luminance of an sRGB colour (WCAG 2.0), seaborn's own function, which its
+    heatmap uses to pick the annotation colour."""
+    from seaborn.utils import relative_luminance
+
+    return float(relative_luminance(rgba))
 
 
 def class_scatter(
