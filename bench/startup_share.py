@@ -24,6 +24,7 @@ RULE = re.compile(r"^(?:local)?rule (\w+):$")
 JOBID = re.compile(r"^\s+jobid: (\d+)$")
 LOG = re.compile(r"^\s+log: (.+)$")
 FINISHED = re.compile(r"^Finished jobid: (\d+)")
+EPOCH = re.compile(r"^epoch \d+/\d+ .*\bseconds=([\d.]+)", re.MULTILINE)
 TIMING = re.compile(r"===== job time: ([\d.]+) s in the job(?: of ([\d.]+) s since)?")
 
 
@@ -58,13 +59,26 @@ def job_timing(log_file: Path) -> tuple[float, float] | None:
     return float(in_job), float(age) if age else float("nan")
 
 
+def epoch_seconds(log_file: Path) -> float:
+    """Seconds of the training epochs a job log reports (0 for a job that trains none)."""
+    if not log_file.is_file():
+        return 0.0
+    return sum(float(s) for s in EPOCH.findall(log_file.read_text(errors="replace")))
+
+
 def startup_table(workdir: Path, log_text: str) -> pd.DataFrame:
     jobs = parse_run(log_text)
     jobs["wall_s"] = (jobs["finish"] - jobs["start"]).dt.total_seconds()
     timings = [job_timing(workdir / str(p)) if p else None for p in jobs["log"]]
     jobs["in_job_s"] = [t[0] if t else float("nan") for t in timings]
     jobs["process_s"] = [t[1] if t else float("nan") for t in timings]
+    jobs["epochs_s"] = [epoch_seconds(workdir / str(p)) if p else 0.0 for p in jobs["log"]]
     return jobs.dropna(subset=["in_job_s"])
+
+
+def run_elapsed_s(jobs: pd.DataFrame) -> float:
+    """First job's start to last job's finish, in seconds (Snakemake's 1 s stamps)."""
+    return (jobs["finish"].max() - jobs["start"].min()).total_seconds()
 
 
 def summarise(jobs: pd.DataFrame) -> pd.DataFrame:
@@ -73,6 +87,7 @@ def summarise(jobs: pd.DataFrame) -> pd.DataFrame:
         wall_s=("wall_s", "sum"),
         in_job_s=("in_job_s", "sum"),
         process_s=("process_s", "sum"),
+        epochs_s=("epochs_s", "sum"),
     )
     per_rule.loc["all"] = per_rule.sum()
     per_rule["startup_s"] = per_rule["wall_s"] - per_rule["in_job_s"]
@@ -85,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("workdir", nargs="?", default=".", type=Path)
     parser.add_argument("--log", type=Path, help="a Snakemake log (default: the latest)")
+    parser.add_argument("--cores", type=int, default=2, help="the run's --cores (default 2)")
     args = parser.parse_args(argv)
     log = args.log
     if log is None:
@@ -96,7 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     if jobs.empty:
         sys.exit(f"{log}: no job with a timing line in its log (run from this code)")
     print(f"# start-up share of {log} (job wall time from Snakemake's 1 s stamps)")
-    print(summarise(jobs).round(2).to_markdown())
+    table = summarise(jobs)
+    print(table.round(2).to_markdown())
+    elapsed, epochs = run_elapsed_s(jobs), table.loc["all", "epochs_s"]
+    print(
+        f"\ntraining epochs: {epochs:.1f} s = {epochs / table.loc['all', 'wall_s']:.0%} of "
+        f"{table.loc['all', 'wall_s']:.0f} job-seconds, {epochs / (args.cores * elapsed):.0%} "
+        f"of {args.cores} cores x {elapsed:.0f} s (first job's start to last job's finish)"
+    )
     return 0
 
 

@@ -55,7 +55,8 @@ def test_startup_share_per_rule_from_hand_made_logs(tmp_path: Path) -> None:
             f"work\n===== job time: {in_job:.2f} s in the job of {in_job + 1:.2f} s since "
             "the process started =====\n"
         )
-    table = startup_share.summarise(startup_share.startup_table(tmp_path, SNAKEMAKE_LOG))
+    jobs = startup_share.startup_table(tmp_path, SNAKEMAKE_LOG)
+    table = startup_share.summarise(jobs)
     assert table.loc["evaluate_split", "jobs"] == 2
     assert table.loc["evaluate_split", "wall_s"] == 16
     assert table.loc["evaluate_split", "startup_s"] == pytest.approx(16 - 12.5)
@@ -72,3 +73,24 @@ def test_a_job_log_ends_with_its_timing_line(tmp_path: Path) -> None:
     assert 0.05 <= in_job < 5
     assert age >= in_job  # the process is older than the job it ran
     assert process_age() >= age - 0.02  # /proc counts in clock ticks (10 ms)
+
+
+def test_epoch_seconds_come_from_the_job_log_not_its_history(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    epochs = (
+        "device cpu: precision fp32\n"
+        "epoch 1/2 lr=0.05 train_loss=1.7 val_accuracy=0.64 seconds=2.5 eta=2s\n"
+        "epoch 2/2 lr=0.005 train_loss=0.7 val_accuracy=0.78 seconds=1.25 eta=0s\n"
+    )
+    timing = "===== job time: 4.00 s in the job of 4.50 s since the process started =====\n"
+    (tmp_path / "logs/a.log").write_text(epochs + timing)
+    # the history twin repeats every attempt's lines; counting it would double the epochs
+    (tmp_path / "logs/a.log.history").write_text(epochs + timing)
+    for name in ("t", "b"):
+        (tmp_path / "logs" / f"{name}.log").write_text("work seconds=9\n" + timing)
+    jobs = startup_share.startup_table(tmp_path, SNAKEMAKE_LOG)
+    table = startup_share.summarise(jobs)
+    assert table.loc["evaluate_split", "epochs_s"] == pytest.approx(3.75)
+    assert table.loc["render_table", "epochs_s"] == 0
+    assert table.loc["all", "epochs_s"] == pytest.approx(3.75)
+    assert startup_share.run_elapsed_s(jobs) == 17  # 16:32:24 to 16:32:41
