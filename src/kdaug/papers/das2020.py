@@ -390,7 +390,10 @@ def _heatmap_grid(
     for i, model in enumerate(models):
         for j, aug in enumerate(augs):
             ax = axes[i][j]
-            image = plots.heatmap(ax, mats[(aug, model)], 0.0, vmax, names, names, square=True)
+            # every panel has the same classes in the same order: the first column's row
+            # labels serve the whole row (on the others they ran into the panel to the left)
+            rows = names if j == 0 else False
+            image = plots.heatmap(ax, mats[(aug, model)], 0.0, vmax, names, rows, square=True)
             ax.tick_params(axis="x", labelrotation=90, labelsize=5)
             ax.tick_params(axis="y", labelrotation=0, labelsize=5)
             if i == 0:
