@@ -289,6 +289,27 @@ def test_outputs_figures_read_every_scenario_model(tmp_path):
         choi.render(None, exp, "last", "figure4_class_distributions", "x.png", outputs=files[:1])
 
 
+def test_figure4_names_every_column_class_on_the_bottom_row(tmp_path, monkeypatch):
+    """Figure 4's columns are all the classes: the bottom row names them (rotated), the
+    first column names its rows' group classes, the other panels carry no tick labels."""
+    exp = _scenario_exp()
+    rng = np.random.default_rng(2)
+    files = []
+    for i, _ in enumerate(choi.figure_sources(exp, "figure4_class_distributions", "last")):
+        files.append(tmp_path / f"o{i}.npz")
+        _write_outputs(files[-1], spread=1.0, rng=rng)
+    figures = []
+    monkeypatch.setattr(choi.plots, "save", lambda fig, path: figures.append(fig))
+    choi.render(None, exp, "last", "figure4_class_distributions", "f.png", outputs=files)
+    axes = figures[0].axes[:12]  # 2 rows (train, test) x 6 models, then the colour bar
+    for k, ax in enumerate(axes):
+        xs = [t.get_text() for t in ax.get_xticklabels()]
+        ys = [t.get_text() for t in ax.get_yticklabels()]
+        assert xs == (list("abcdef") if k >= 6 else []), k
+        assert (ys != []) == (k % 6 == 0), k
+    choi.plots.pyplot().close(figures[0])
+
+
 def test_figures_contrast_the_listed_teachers(tmp_path):
     """figures.teachers (Choi et al. contrast ResNet110 with ResNet20 in Figs. 3-4): each
     listed teacher's pair and scenario students, in the listed order, drawn."""

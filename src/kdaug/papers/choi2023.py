@@ -744,17 +744,21 @@ def plot_class_distributions(
             probs = np.exp(logp)
             indices = class_indices(d.options["class_names"], classes)
             means = class_mean_distributions(probs, d.labels, indices)
+            bottom = i == len(rows_) - 1  # columns name every class, once per column
             image = plots.heatmap(
-                ax, means, 0.0, 1.0, yticklabels=classes if j == 0 else False, cmap="magma"
-            )
+                ax, means, 0.0, 1.0, cmap="magma",
+                xticklabels=d.options["class_names"] if bottom else False,
+                yticklabels=classes if j == 0 else False,
+            )  # fmt: skip
             accuracy = float((probs.argmax(axis=1) == d.labels).mean()) * 100
             entropy = float(-(probs * logp).sum(axis=1).mean())
             ax.set_title(f"{label}\n{split}: acc {accuracy:.1f}%, H {entropy:.2f}", fontsize=8)
             ax.tick_params(axis="y", labelrotation=0, labelsize=7)
+            ax.tick_params(axis="x", labelrotation=90, labelsize=6)
             for c in indices:  # outline the true class of each row
                 ax.add_patch(plt.Rectangle((c, indices.index(c)), 1, 1, fill=False,
                                            edgecolor="c", linewidth=0.8))  # fmt: skip
-            if i == len(rows_) - 1:
+            if bottom:
                 ax.set_xlabel("predicted class (all)", fontsize=8)
         axes[i, 0].set_ylabel(f"true class ({split})", fontsize=8)
     fig.colorbar(image, ax=axes, label="mean predicted probability", shrink=0.8, pad=0.01)
