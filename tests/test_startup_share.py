@@ -55,8 +55,7 @@ def test_startup_share_per_rule_from_hand_made_logs(tmp_path: Path) -> None:
             f"work\n===== job time: {in_job:.2f} s in the job of {in_job + 1:.2f} s since "
             "the process started =====\n"
         )
-    jobs = startup_share.startup_table(tmp_path, SNAKEMAKE_LOG)
-    table = startup_share.summarise(jobs)
+    table = startup_share.summarise(startup_share.startup_table(tmp_path, SNAKEMAKE_LOG))
     assert table.loc["evaluate_split", "jobs"] == 2
     assert table.loc["evaluate_split", "wall_s"] == 16
     assert table.loc["evaluate_split", "startup_s"] == pytest.approx(16 - 12.5)
